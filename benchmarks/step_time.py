@@ -1,0 +1,135 @@
+"""Milliseconds per training step of the seed configuration (batch 512, fp32) for L2, LRD and
+Luon: lrdlib's loop against the seed-style reference loop (``seed_reference.py``), in the same
+run, from the same initial weights. Prints the ratio reference/lrdlib per method.
+
+    python benchmarks/step_time.py                  # CPU, 3 repeats of 100 steps
+    python benchmarks/step_time.py --device cuda
+
+Before timing, both loops are run for a few steps on the same minibatches and their weights
+compared, so the timed computation is the same arithmetic (the max abs difference is printed).
+Results also go to build/benchmarks/step_time.json (read by notebooks and the paper).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_reference import (RefTransformer, load_from_lrdlib, reference_batches,  # noqa: E402
+                            reference_setup, reference_step)
+
+from lrdlib import seed_config  # noqa: E402
+from lrdlib.data import make_split  # noqa: E402
+from lrdlib.decay import make_decay  # noqa: E402
+from lrdlib.model import build_model  # noqa: E402
+from lrdlib.optim import build_optimizers, split_targets  # noqa: E402
+from lrdlib.train import BatchSampler, train_step  # noqa: E402
+
+
+def lrdlib_loop(method: str, device: str):
+    cfg = seed_config(method, device=device)
+    split = make_split(cfg.task, device)
+    model = build_model(cfg.model, 0, device)
+    opts = build_optimizers(model, cfg.optim, cfg.targets)
+    decay = make_decay(cfg.decay)
+    targets = [p for _, p in split_targets(model, cfg.targets)[0]]
+    sampler = BatchSampler(len(split.y_train), cfg.batch_size, 0, torch.device(device))
+    state = {"step": 0}
+
+    def step():
+        state["step"] += 1
+        idx = sampler.next()
+        return train_step(model, opts, decay, targets, split.x_train[idx], split.y_train[idx], state["step"])
+
+    return cfg, split, model, opts, decay, targets, step
+
+
+def reference_loop(method: str, device: str, init_state: dict, split, strength: float):
+    ref = RefTransformer().to(device)
+    load_from_lrdlib(ref, init_state)
+    opts, decay = reference_setup(ref, method, strength)
+    batches = reference_batches(split.x_train.cpu(), split.y_train.cpu())
+
+    def step():
+        x, y = next(batches)
+        return reference_step(ref, opts, decay, x.to(device), y.to(device))
+
+    return ref, opts, decay, step
+
+
+def same_arithmetic(method: str, device: str, n: int = 5) -> float:
+    """Max |W_lrdlib − W_ref| after n steps on identical minibatches from identical weights."""
+    cfg, split, model, opts, decay, targets, _ = lrdlib_loop(method, device)
+    ref, ropts, rdecay, _ = reference_loop(method, device, model.state_dict(), split, _strength(cfg, method))
+    g = torch.Generator().manual_seed(1)
+    for s in range(1, n + 1):
+        idx = torch.randint(len(split.y_train), (512,), generator=g).to(device)
+        x, y = split.x_train[idx], split.y_train[idx]
+        train_step(model, opts, decay, targets, x, y, s)
+        reference_step(ref, ropts, rdecay, x, y)
+    mine = {k.replace("mlp.fc_in", "mlp.0").replace("mlp.fc_out", "mlp.2"): v for k, v in model.state_dict().items()}
+    return max((mine[k].reshape(v.shape) - v).abs().max().item() for k, v in ref.state_dict().items())
+
+
+def _strength(cfg, method):
+    return {"L2": cfg.optim.weight_decay, "LRD": cfg.decay.strength, "Luon": cfg.optim.luon_lambda}[method]
+
+
+def time_steps(step, n: int, device: str, warmup: int = 10) -> float:
+    for _ in range(warmup):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - t) / n
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=100, help="timed steps per repeat (default 100)")
+    ap.add_argument("--repeats", type=int, default=3, help="repeats, interleaved; the median is reported")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--methods", default="L2,LRD,Luon")
+    ap.add_argument("--out", default="build/benchmarks/step_time.json")
+    a = ap.parse_args(argv)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error(f"--device {a.device}: CUDA is not available on this machine")
+    methods = a.methods.split(",")
+    dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
+    print(f"device: {a.device} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    rows = []
+    for m in methods:
+        diff = same_arithmetic(m, a.device)
+        cfg, split, model, *_, step = lrdlib_loop(m, a.device)
+        *_, rstep = reference_loop(m, a.device, model.state_dict(), split, _strength(cfg, m))
+        ours, refs = [], []
+        for _ in range(a.repeats):
+            ours.append(time_steps(step, a.steps, a.device))
+            refs.append(time_steps(rstep, a.steps, a.device))
+        o, r = statistics.median(ours), statistics.median(refs)
+        rows.append(dict(method=m, lrdlib_ms=o, reference_ms=r, ratio=r / o, max_abs_weight_diff_5_steps=diff,
+                         lrdlib_all=ours, reference_all=refs))
+        print(f"{m:5s} lrdlib {o:7.2f} ms/step   reference {r:7.2f} ms/step   ratio {r / o:5.2f}x   "
+              f"(same arithmetic: max |ΔW| after 5 steps = {diff:.1e})")
+    res = dict(device=a.device, device_name=dev_name, torch=torch.__version__, threads=torch.get_num_threads(),
+               steps=a.steps, repeats=a.repeats, rows=rows)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {out}")
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Decoupled decays: after each optimiser step, the target matrices W (a stack, shape (K, m, n))
+are replaced by ``decay.apply(W, step)``.
+
+=============  =====================================  ======================================
+kind           update                                 what it is
+=============  =====================================  ======================================
+``l2``         W ← W − λ W                            radial only (weight decay on targets)
+``lrd_ns``     W ← W − λ NS(W)                        seed LRD: NS ≈ U Vᵀ (``ns_steps``, ``ns_poly``)
+``lrd_polar``  W ← W − λ U Vᵀ                         LRD with the exact polar factor (SVD)
+``svt``        W ← U max(Σ − λ, 0) Vᵀ                 prox of λ‖W‖_*: ℓ1 on singular values
+``lowrank``    W ← U_k Σ_k V_kᵀ every ``every`` steps  projection to fixed rank k (``rank``)
+=============  =====================================  ======================================
+
+Adding a decay is one small class::
+
+    @register_decay("my_decay")
+    class MyDecay(Decay):
+        def apply(self, W, step):
+            return W - self.cfg.strength * my_direction(W)
+
+and then ``DecayConfig(kind="my_decay", strength=...)`` works everywhere (training, sweeps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from . import spectral
+
+
+@dataclass(frozen=True)
+class DecayConfig:
+    """Which decoupled decay to apply to the target matrices, and how strongly.
+
+    kind: a registered decay (``available_decays()``) or ``"none"``.
+    strength: λ (per-step; for ``svt`` the threshold τ = λ).
+    every: apply on steps where step % every == 0 (1 = every step).
+    ns_steps, ns_poly: Newton-Schulz settings for ``lrd_ns``.
+    rank: target rank for ``lowrank``.
+    """
+
+    kind: str = "none"
+    strength: float = 0.0
+    every: int = 1
+    ns_steps: int = 5
+    ns_poly: str = "cubic"
+    rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind != "none" and self.kind not in _REGISTRY:
+            raise ValueError(f"decay kind={self.kind!r} is not registered; valid: none, {', '.join(sorted(_REGISTRY))}")
+        if not isinstance(self.strength, (int, float)) or self.strength < 0:
+            raise ValueError(f"decay strength={self.strength!r} must be a number ≥ 0")
+        if not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"decay every={self.every!r} must be a positive integer")
+        if self.ns_poly not in spectral.NS_POLYS:
+            raise ValueError(f"ns_poly={self.ns_poly!r}; valid: {', '.join(spectral.NS_POLYS)}")
+        if not isinstance(self.ns_steps, int) or self.ns_steps < 0:
+            raise ValueError(f"ns_steps={self.ns_steps!r} must be a non-negative integer")
+        if self.kind != "none":
+            _REGISTRY[self.kind].validate(self)
+
+
+class Decay:
+    """Base class. Subclasses implement ``apply(W, step) -> W_new`` on a (K, m, n) stack."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, cfg: DecayConfig):
+        self.cfg = cfg
+
+    @classmethod
+    def validate(cls, cfg: DecayConfig) -> None:
+        """Raise ValueError for settings this decay cannot use (default: accept all)."""
+
+    def active(self, step: int) -> bool:
+        return step % self.cfg.every == 0
+
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        raise NotImplementedError
+
+    def displacement(self, W: Tensor, step: int) -> Tensor:
+        """W − apply(W): the change this decay makes at W (its direction times λ)."""
+        return W - self.apply(W, step)
+
+
+_REGISTRY: dict[str, type[Decay]] = {}
+
+
+def register_decay(kind: str):
+    """Class decorator: make ``DecayConfig(kind=kind)`` build this decay."""
+
+    def deco(cls: type[Decay]) -> type[Decay]:
+        if kind in _REGISTRY and _REGISTRY[kind] is not cls:
+            raise ValueError(f"decay kind={kind!r} is already registered by {_REGISTRY[kind].__name__}")
+        cls.kind = kind
+        _REGISTRY[kind] = cls
+        return cls
+
+    return deco
+
+
+def available_decays() -> list[str]:
+    return ["none", *sorted(_REGISTRY)]
+
+
+def make_decay(cfg: DecayConfig) -> Decay | None:
+    return None if cfg.kind == "none" else _REGISTRY[cfg.kind](cfg)
+
+
+@register_decay("l2")
+class L2Decay(Decay):
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        return W - self.cfg.strength * W
+
+
+@register_decay("lrd_ns")
+class NewtonSchulzDecay(Decay):
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        return W - self.cfg.strength * spectral.newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly)
+
+
+@register_decay("lrd_polar")
+class PolarDecay(Decay):
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        return W - self.cfg.strength * spectral.polar(W)
+
+
+@register_decay("svt")
+class SingularValueShrink(Decay):
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        return spectral.singular_value_shrink(W, self.cfg.strength)
+
+
+@register_decay("lowrank")
+class LowRankProjection(Decay):
+    @classmethod
+    def validate(cls, cfg: DecayConfig) -> None:
+        if not isinstance(cfg.rank, int) or cfg.rank < 1:
+            raise ValueError(f"lowrank decay needs rank=<positive int>, got rank={cfg.rank!r}")
+
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        return spectral.low_rank_projection(W, self.cfg.rank)
+
+
+@torch.no_grad()
+def apply_decay(decay: Decay | None, params: list[Tensor], step: int) -> None:
+    """Apply ``decay`` in place to ``params`` (same-shape matrices, processed as one stack)."""
+    if decay is None or not params or not decay.active(step):
+        return
+    W = torch.stack([p.detach() for p in params])
+    new = decay.apply(W, step)
+    for p, w in zip(params, new.unbind(0)):
+        p.copy_(w)

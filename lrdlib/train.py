@@ -1,0 +1,235 @@
+"""One training run: ``train(cfg) -> record`` (a JSON-able dict), cached by the config's hash.
+
+Each step s = 1..steps: a minibatch (epoch-wise random permutation of the training pairs,
+last partial batch kept, as the seed's DataLoader(shuffle=True) does), cross-entropy at the
+``=`` position, the optimiser step(s), then the decoupled decay on the target matrices.
+
+Every ``eval_every`` steps (and at s = 0 and the last step) the record gets
+  * full-set train/validation loss and accuracy,
+  * per target matrix W: stable rank ‖W‖_F²/σ₁², entropy rank, ‖W‖_*/‖W‖_F, ‖W‖_F, top σᵢ,
+  * per target matrix, at that step: the radial and tangential norms (with respect to W) of
+    the task gradient G, of the decay's displacement, and of the whole update ΔW.
+A non-finite loss stops the run with ``status = "diverged"``; the caller gets the record.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import spectral
+from .cache import RunCache
+from .config import RunConfig
+from .data import Split, commutativity_ceiling, make_split
+from .decay import apply_decay, make_decay
+from .model import Transformer, build_model
+from .optim import build_optimizers, split_targets
+
+TOP_SV = 8
+
+
+def steps_to_grok(steps: list[int], val_acc: list[float], threshold: float = 0.99) -> int | None:
+    """The first evaluation step from which val acc ≥ threshold holds for two evaluations in
+    a row (that one and the next); None if never."""
+    for i in range(len(val_acc) - 1):
+        if val_acc[i] >= threshold and val_acc[i + 1] >= threshold:
+            return steps[i]
+    return None
+
+
+class BatchSampler:
+    """Epoch-wise random permutations of range(n), batches of ``batch_size``, the last
+    batch of an epoch possibly shorter (DataLoader(shuffle=True, drop_last=False))."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device):
+        self.n, self.bs, self.device = n, batch_size, device
+        self.gen = torch.Generator().manual_seed(seed)
+        self._perm, self._pos = None, n
+
+    def next(self) -> torch.Tensor:
+        if self._pos >= self.n:
+            self._perm, self._pos = torch.randperm(self.n, generator=self.gen).to(self.device), 0
+        idx = self._perm[self._pos: self._pos + self.bs]
+        self._pos += self.bs
+        return idx
+
+
+@torch.no_grad()
+def evaluate(model: Transformer, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a whole set."""
+    loss, correct = 0.0, 0
+    for i in range(0, len(y), chunk):
+        logits = model(x[i:i + chunk])
+        loss += F.cross_entropy(logits, y[i:i + chunk], reduction="sum").item()
+        correct += (logits.argmax(-1) == y[i:i + chunk]).sum().item()
+    return loss / len(y), correct / len(y)
+
+
+def _spectra(W: torch.Tensor) -> dict[str, torch.Tensor]:
+    S = spectral.singular_values(W.float())
+    return {
+        "stable_rank": spectral.stable_rank_from_sv(S),
+        "entropy_rank": spectral.entropy_rank_from_sv(S),
+        "nuc_over_fro": S.sum(-1) / S.norm(dim=-1),
+        "fro": S.norm(dim=-1),
+        "top_sv": S[..., :TOP_SV],
+    }
+
+
+@dataclass
+class _Probe:
+    """Target matrices and their gradient captured around one step (tangential metrics):
+    W0 before the step, G the task gradient at W0, W1 after the optimiser, W2 after the decay."""
+
+    W0: torch.Tensor | None = None
+    G: torch.Tensor | None = None
+    W1: torch.Tensor | None = None
+    W2: torch.Tensor | None = None
+
+
+def _stack(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([p.detach() for p in params]).clone()
+
+
+def train_step(model: torch.nn.Module, opts: list, decay, targets: list[torch.Tensor],
+               x: torch.Tensor, y: torch.Tensor, step: int, probe: _Probe | None = None) -> torch.Tensor:
+    """One step: loss, backward, every optimiser, then the decoupled decay on ``targets``.
+    Returns the (detached) minibatch loss; fills ``probe`` if one is given."""
+    loss = F.cross_entropy(model(x), y)
+    for o in opts:
+        o.zero_grad(set_to_none=True)
+    loss.backward()
+    if probe is not None:
+        probe.W0, probe.G = _stack(targets), torch.stack([p.grad for p in targets]).clone()
+    for o in opts:
+        o.step()
+    if probe is not None:
+        probe.W1 = _stack(targets)
+    apply_decay(decay, targets, step)
+    if probe is not None:
+        probe.W2 = _stack(targets)
+    return loss.detach()
+
+
+def _tangential(probe: _Probe) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, D, at in (("grad", probe.G, probe.W0), ("decay", probe.W1 - probe.W2, probe.W1),
+                        ("update", probe.W2 - probe.W0, probe.W0)):
+        r, t = spectral.radial_tangential_norms(D.double(), at.double())
+        out[f"{name}_rad"], out[f"{name}_tan"] = r, t
+    return out
+
+
+def _append(store: dict, names: list[str], values: dict[str, torch.Tensor]) -> None:
+    for key, v in values.items():
+        for n, row in zip(names, v.detach().cpu().tolist()):
+            store[n].setdefault(key, []).append(row)
+
+
+def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = True,
+          progress: bool = True, desc: str | None = None) -> dict:
+    """Train one run (or load it from the cache) and return its record."""
+    cache = cache if cache is not None else RunCache()
+    if use_cache:
+        rec = cache.load(cfg)
+        if rec is not None:
+            return rec
+    rec, state = _run(cfg, progress=progress, desc=desc)
+    if use_cache:
+        cache.save(cfg, rec, state)
+    return rec
+
+
+def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device!r} requested but CUDA is not available here; use device='cpu'")
+    split: Split = make_split(cfg.task, device)
+    model = build_model(cfg.model, cfg.seed, device)
+    opts = build_optimizers(model, cfg.optim, cfg.targets)
+    decay = make_decay(cfg.decay)
+    tgt = split_targets(model, cfg.targets)[0]
+    names, params = [n for n, _ in tgt], [p for _, p in tgt]
+    sampler = BatchSampler(len(split.y_train), cfg.batch_size, cfg.seed, device)
+
+    hist: dict[str, list] = {k: [] for k in ("step", "train_loss", "train_acc", "val_loss", "val_acc")}
+    spectra: dict[str, dict] = {n: {} for n in names}
+    tangential: dict[str, dict] = {n: {} for n in names}
+    tang_steps: list[int] = []
+    status, grok = "ok", None
+
+    def log_eval(step: int) -> bool:
+        """Evaluate, append to the history; True if the run must stop."""
+        nonlocal status, grok
+        tl, ta = evaluate(model, split.x_train, split.y_train)
+        vl, va = evaluate(model, split.x_val, split.y_val)
+        for k, v in zip(("step", "train_loss", "train_acc", "val_loss", "val_acc"), (step, tl, ta, vl, va)):
+            hist[k].append(v)
+        _append(spectra, names, _spectra(_stack(params)))
+        pbar.set_postfix(train=f"{ta:.3f}", val=f"{va:.3f}", refresh=False)
+        if not (math.isfinite(tl) and math.isfinite(vl)):
+            status = "diverged"
+            return True
+        grok = steps_to_grok(hist["step"], hist["val_acc"], cfg.grok_threshold)
+        return cfg.early_stop and grok is not None
+
+    pbar = tqdm(total=cfg.steps, disable=not progress, desc=desc or cfg.key()[:8], mininterval=0.5, leave=False)
+    t0 = time.perf_counter()
+    step = 0
+    stop = log_eval(0)
+    while not stop and step < cfg.steps:
+        step += 1
+        idx = sampler.next()
+        measure = step % cfg.eval_every == 0 or step == cfg.steps
+        probe = _Probe() if measure else None
+        loss = train_step(model, opts, decay, params, split.x_train[idx], split.y_train[idx], step, probe)
+        pbar.update(1)
+        if measure:
+            tang_steps.append(step)
+            _append(tangential, names, _tangential(probe))
+            stop = log_eval(step)
+            if not math.isfinite(loss.item()):
+                status, stop = "diverged", True
+    wall = time.perf_counter() - t0
+    pbar.close()
+
+    sv = spectral.singular_values(_stack(params).float()).cpu().tolist()
+    record = {
+        "key": cfg.key(),
+        "config": cfg.to_dict(),
+        "status": status,
+        "steps_run": step,
+        "steps_to_grok": grok,
+        "grokked": grok is not None,
+        "final_train_acc": hist["train_acc"][-1],
+        "final_val_acc": hist["val_acc"][-1],
+        "max_val_acc": max(hist["val_acc"]),
+        "commutativity_ceiling": commutativity_ceiling(split) if cfg.task.op in ("add", "mul") else None,
+        "wall_time_s": wall,
+        "ms_per_step": 1000 * wall / max(step, 1),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "history": hist,
+        "targets": names,
+        "spectra": spectra,
+        "tangential": {"step": tang_steps, **tangential},
+        "final_singular_values": dict(zip(names, sv)),
+    }
+    return record, model.state_dict()
+
+
+def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool = False) -> Transformer:
+    """The final model of a run (trained now if it is not in the cache)."""
+    cache = cache if cache is not None else RunCache()
+    state = cache.load_weights(cfg) if cache.load(cfg) is not None else None
+    if state is None:
+        train(cfg, cache=cache, progress=progress)
+        state = cache.load_weights(cfg)
+    model = build_model(cfg.model, cfg.seed, "cpu")
+    model.load_state_dict(state)
+    return model
