@@ -14,13 +14,14 @@ A non-finite loss stops the run with ``status = "diverged"``; the caller gets th
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import spectral
 from .cache import RunCache
@@ -132,8 +133,13 @@ def _append(store: dict, names: list[str], values: dict[str, torch.Tensor]) -> N
 
 
 def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = True,
-          progress: bool = True, desc: str | None = None) -> dict:
-    """Train one run (or load it from the cache) and return its record."""
+          progress: bool | None = None, desc: str | None = None) -> dict:
+    """Train one run (or load it from the cache) and return its record.
+
+    progress: show a tqdm bar with live accuracy; None = yes unless $TQDM_DISABLE is set.
+    """
+    if progress is None:
+        progress = not os.environ.get("TQDM_DISABLE")
     cache = cache if cache is not None else RunCache()
     if use_cache:
         rec = cache.load(cfg)

@@ -1,0 +1,71 @@
+# lrd-companion — set-up, tests and reproduction. Needs Python 3.11 and make only.
+#
+#   make test                      create .venv if missing, install, run the test suite
+#   make reproduce                 execute every notebook with papermill (PROFILE=quick)
+#   make reproduce PROFILE=paper DEVICE=cuda
+#   make notebook NB=03            execute one notebook (by number or file name)
+#   make lab                       JupyterLab on notebooks/ with the registered kernel
+#   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
+#   make paper                     build paper/main.pdf from figures/ and build/results/
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= quick
+DEVICE  ?= cpu
+NB      ?=
+KERNEL  := lrd-companion
+BUILD   := build
+PY      := $(VENV)/bin/python
+TORCH   := torch==2.13.0
+# CPU builds of torch come from PyTorch's CPU index (PEP 440 ranks 2.13.0+cpu above PyPI's CUDA
+# build of 2.13.0); DEVICE=cuda takes PyPI's default (CUDA) build instead.
+ifeq ($(DEVICE),cpu)
+TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
+else
+TORCH_INDEX ?=
+endif
+
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+ifneq ($(NB),)
+NOTEBOOKS := $(sort $(wildcard notebooks/$(NB)*.ipynb notebooks/$(NB)))
+endif
+
+.PHONY: venv test reproduce notebook lab benchmark paper clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --timeout 20 --retries 1 $(TORCH_INDEX) "$(TORCH)"
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
+	@touch $@
+
+test: venv
+	$(PY) -m pytest
+
+reproduce: venv
+	@test -n "$(NOTEBOOKS)" || { echo "no notebook matches NB=$(NB)"; exit 2; }
+	@mkdir -p $(BUILD)/notebooks figures
+	@set -e; for nb in $(NOTEBOOKS); do \
+	  out=$(BUILD)/notebooks/$$(basename $$nb); start=$$(date +%s); \
+	  echo ">>> $$nb  (profile=$(PROFILE), device=$(DEVICE))"; \
+	  $(PY) -m papermill $$nb $$out -k $(KERNEL) --cwd notebooks -p profile $(PROFILE) -p device $(DEVICE) \
+	    --progress-bar --log-level WARNING; \
+	  echo "    done in $$(( $$(date +%s) - start )) s -> $$out"; \
+	done
+
+notebook: reproduce
+
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+benchmark: venv
+	$(PY) benchmarks/step_time.py --device $(DEVICE)
+
+paper: venv
+	$(MAKE) -C paper
+
+clean:
+	rm -rf $(BUILD)/notebooks
