@@ -16,8 +16,9 @@ from .data import TaskConfig
 from .decay import DecayConfig
 from .model import ModelConfig
 from .optim import OptimConfig
+from .rank_control import RankControllerConfig
 
-RECORD_VERSION = 1  # bump when the training loop or the record layout changes meaning
+RECORD_VERSION = 2  # bump when the training loop or the record layout changes meaning
 METHODS = ("L2", "LRD", "Luon")
 SEED_STRENGTH = {"L2": 0.1, "LRD": 0.005, "Luon": 0.5}
 
@@ -66,14 +67,20 @@ class RunConfig:
     def from_dict(cls, d: dict) -> "RunConfig":
         o = dict(d["optim"])
         o["betas"] = tuple(o["betas"])
+        dc = dict(d["decay"])
+        dc["controller"] = RankControllerConfig(**dc.get("controller", {}))
         return cls(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]), optim=OptimConfig(**o),
-                   decay=DecayConfig(**d["decay"]), targets=tuple(d["targets"]),
+                   decay=DecayConfig(**dc), targets=tuple(d["targets"]),
                    **{k: d[k] for k in ("steps", "batch_size", "eval_every", "seed", "early_stop",
                                         "grok_threshold", "device")})
 
     def key(self) -> str:
-        """Stable hash of the config (and the record version): the cache key."""
-        blob = json.dumps({"v": RECORD_VERSION, "cfg": self.to_dict()}, sort_keys=True)
+        """Stable hash of the config (and the record version): the cache key.
+
+        Only fields that differ from their defaults enter the hash, so adding a new field
+        (with a default that keeps the old behaviour) does not invalidate cached runs.
+        """
+        blob = json.dumps({"v": RECORD_VERSION, "cfg": _non_default(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
     def replace(self, **changes) -> "RunConfig":
@@ -89,6 +96,21 @@ class RunConfig:
         for outer, kv in nested.items():
             top[outer] = dataclasses.replace(top.get(outer, getattr(self, outer)), **kv)
         return dataclasses.replace(self, **top)
+
+
+def _non_default(obj) -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            sub = _non_default(v)
+            if sub:
+                out[f.name] = sub
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if v != default:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 def seed_config(method: str, strength: float | None = None, *, train_frac: float = 0.5, seed: int = 0,

@@ -9,6 +9,9 @@ kind           update                                 what it is
 ``lrd_polar``  W ← W − λ U Vᵀ                         LRD with the exact polar factor (SVD)
 ``svt``        W ← U max(Σ − λ, 0) Vᵀ                 prox of λ‖W‖_*: ℓ1 on singular values
 ``lowrank``    W ← U_k Σ_k V_kᵀ every ``every`` steps  projection to fixed rank k (``rank``)
+``lrd_tangential``  W ← W − λ T(NS(W))                LRD with its radial part removed
+``lrd_radial``      W ← W − λ c·W, c = ⟨NS(W),W⟩/‖W‖²  LRD's radial part alone (an adaptive L2)
+``adaptive_lowrank``  W ← U_k Σ_k V_kᵀ, k from the stable-rank controller (``controller``)
 =============  =====================================  ======================================
 
 Adding a decay is one small class::
@@ -22,13 +25,14 @@ and then ``DecayConfig(kind="my_decay", strength=...)`` works everywhere (traini
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from . import spectral
+from .rank_control import RankController, RankControllerConfig, estimated_stable_rank
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,9 @@ class DecayConfig:
     kind: a registered decay (``available_decays()``) or ``"none"``.
     strength: λ (per-step; for ``svt`` the threshold τ = λ).
     every: apply on steps where step % every == 0 (1 = every step).
-    ns_steps, ns_poly: Newton-Schulz settings for ``lrd_ns``.
-    rank: target rank for ``lowrank``.
+    ns_steps, ns_poly: Newton-Schulz settings for ``lrd_ns`` (and the split variants).
+    rank: target rank for ``lowrank``; the maximum rank for ``adaptive_lowrank``.
+    controller: the rank controller of ``adaptive_lowrank`` (see ``lrdlib.rank_control``).
     """
 
     kind: str = "none"
@@ -48,6 +53,7 @@ class DecayConfig:
     ns_steps: int = 5
     ns_poly: str = "cubic"
     rank: int | None = None
+    controller: RankControllerConfig = field(default_factory=RankControllerConfig)
 
     def __post_init__(self) -> None:
         if self.kind != "none" and self.kind not in _REGISTRY:
@@ -144,6 +150,50 @@ class LowRankProjection(Decay):
 
     def apply(self, W: Tensor, step: int) -> Tensor:
         return spectral.low_rank_projection(W, self.cfg.rank)
+
+
+@register_decay("lrd_tangential")
+class TangentialNewtonSchulzDecay(Decay):
+    """The tangential part T of NS(W) at W: NS(W) = c·W + T, ⟨T, W⟩ = 0."""
+
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        _, T = spectral.radial_tangential(spectral.newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly), W)
+        return W - self.cfg.strength * T
+
+
+@register_decay("lrd_radial")
+class RadialNewtonSchulzDecay(Decay):
+    """The radial part c·W of NS(W): shrinks W along itself, like L2 with a
+    spectrum-dependent rate c = ⟨NS(W), W⟩/‖W‖_F²."""
+
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        c, _ = spectral.radial_tangential(spectral.newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly), W)
+        return W - self.cfg.strength * c[..., None, None] * W
+
+
+@register_decay("adaptive_lowrank")
+class AdaptiveLowRankProjection(Decay):
+    """Project each matrix to the rank chosen by its own ``RankController`` (stable rank by
+    power iteration, EMA, hysteresis, safety factor, bounds). ``rank`` caps the rank."""
+
+    def __init__(self, cfg: DecayConfig):
+        super().__init__(cfg)
+        self.controllers: list[RankController] | None = None
+        self.gen = torch.Generator().manual_seed(0)
+        self.history: list[tuple[int, list[int]]] = []  # (step, ranks)
+
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        c = self.cfg.controller
+        if c.max_rank is None and self.cfg.rank is not None:
+            c = RankControllerConfig(**{**c.__dict__, "max_rank": self.cfg.rank})
+        if self.controllers is None:
+            self.controllers = [RankController(c, min(W.shape[-2:])) for _ in range(W.shape[0])]
+        sr = estimated_stable_rank(W.float().cpu(), c.power_iters, self.gen).tolist()
+        ranks = [ctl.propose(s) for ctl, s in zip(self.controllers, sr)]
+        self.history.append((step, ranks))
+        U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+        keep = torch.arange(S.shape[-1], device=W.device)[None, :] < torch.tensor(ranks, device=W.device)[:, None]
+        return (U * (S * keep)[..., None, :]) @ Vh
 
 
 @torch.no_grad()
