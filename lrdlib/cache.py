@@ -48,9 +48,9 @@ class RunCache:
             return None
         try:
             rec = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            return None  # cannot happen with atomic writes; treat as absent
-        return rec if rec.get("key") == cfg.key() else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None  # not written by save() (atomic); treat as absent
+        return rec if isinstance(rec, dict) and rec.get("key") == cfg.key() else None
 
     def save(self, cfg: RunConfig, record: dict, state: dict[str, torch.Tensor] | None = None) -> None:
         if state is not None:  # weights first: a record on disk implies its weights are there

@@ -58,8 +58,8 @@ class DecayConfig:
     def __post_init__(self) -> None:
         if self.kind != "none" and self.kind not in _REGISTRY:
             raise ValueError(f"decay kind={self.kind!r} is not registered; valid: none, {', '.join(sorted(_REGISTRY))}")
-        if not isinstance(self.strength, (int, float)) or self.strength < 0:
-            raise ValueError(f"decay strength={self.strength!r} must be a number ≥ 0")
+        if not isinstance(self.strength, (int, float)) or not 0 <= self.strength < float("inf"):
+            raise ValueError(f"decay strength={self.strength!r} must be a finite number ≥ 0")
         if not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"decay every={self.every!r} must be a positive integer")
         if self.ns_poly not in spectral.NS_POLYS:

@@ -52,12 +52,12 @@ class OptimConfig:
             raise ValueError(f"optimizer kind={self.kind!r}; valid: {', '.join(OPTIMIZERS)}")
         for name in ("lr", "muon_lr"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v <= 0:
-                raise ValueError(f"{name}={v!r} must be a positive number")
+            if not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+                raise ValueError(f"{name}={v!r} must be a finite positive number")
         for name in ("weight_decay", "target_weight_decay", "luon_lambda"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"{name}={v!r} must be a number ≥ 0")
+            if not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+                raise ValueError(f"{name}={v!r} must be a finite number ≥ 0")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum={self.momentum!r} must lie in [0, 1)")
         if self.ns_poly not in spectral.NS_POLYS:

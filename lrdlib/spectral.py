@@ -132,12 +132,14 @@ def power_iteration_sigma_max(W: Tensor, iters: int = 10, generator: torch.Gener
 
 def singular_value_shrink(W: Tensor, tau: float | Tensor) -> Tensor:
     """prox of τ‖·‖_*: U max(Σ − τ, 0) Vᵀ (soft-thresholding of the singular values)."""
+    _check_matrix(W)
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)
     return (U * (S - torch.as_tensor(tau, dtype=S.dtype, device=S.device)[..., None]).clamp_min(0)[..., None, :]) @ Vh
 
 
 def low_rank_projection(W: Tensor, rank: int) -> Tensor:
     """Best rank-k approximation U_k Σ_k V_kᵀ (Eckart–Young)."""
+    _check_matrix(W)
     if not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank={rank!r} must be a positive integer")
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)

@@ -13,6 +13,7 @@ A non-finite loss stops the run with ``status = "diverged"``; the caller gets th
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -80,6 +81,14 @@ def _spectra(W: torch.Tensor) -> dict[str, torch.Tensor]:
         "fro": S.norm(dim=-1),
         "top_sv": S[..., :TOP_SV],
     }
+
+
+def _nan_spectra(W: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Placeholder metrics for non-finite weights (a diverged run): NaN, same shapes."""
+    k = min(W.shape[-2:])
+    nan = torch.full(W.shape[:-2], float("nan"))
+    return {"stable_rank": nan, "entropy_rank": nan, "nuc_over_fro": nan, "fro": nan,
+            "top_sv": torch.full((*W.shape[:-2], min(TOP_SV, k)), float("nan"))}
 
 
 @dataclass
@@ -176,9 +185,11 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
         vl, va = evaluate(model, split.x_val, split.y_val)
         for k, v in zip(("step", "train_loss", "train_acc", "val_loss", "val_acc"), (step, tl, ta, vl, va)):
             hist[k].append(v)
-        _append(spectra, names, _spectra(_stack(params)))
+        W = _stack(params)
+        finite = math.isfinite(tl) and math.isfinite(vl) and bool(torch.isfinite(W).all())
+        _append(spectra, names, _spectra(W) if finite else _nan_spectra(W))
         pbar.set_postfix(train=f"{ta:.3f}", val=f"{va:.3f}", refresh=False)
-        if not (math.isfinite(tl) and math.isfinite(vl)):
+        if not finite:
             status = "diverged"
             return True
         grok = steps_to_grok(hist["step"], hist["val_acc"], cfg.grok_threshold)
@@ -204,7 +215,8 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
     wall = time.perf_counter() - t0
     pbar.close()
 
-    sv = spectral.singular_values(_stack(params).float()).cpu().tolist()
+    W = _stack(params).float()
+    sv = (spectral.singular_values(W) if torch.isfinite(W).all() else _nan_spectra(W)["top_sv"]).cpu().tolist()
     record = {
         "key": cfg.key(),
         "config": cfg.to_dict(),
@@ -226,16 +238,17 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
         "tangential": {"step": tang_steps, **tangential},
         "final_singular_values": dict(zip(names, sv)),
     }
-    return record, model.state_dict()
+    # JSON round trip: the record returned now equals the one read back from the cache later.
+    return json.loads(json.dumps(record)), model.state_dict()
 
 
 def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool = False) -> Transformer:
     """The final model of a run (trained now if it is not in the cache)."""
     cache = cache if cache is not None else RunCache()
     state = cache.load_weights(cfg) if cache.load(cfg) is not None else None
-    if state is None:
-        train(cfg, cache=cache, progress=progress)
-        state = cache.load_weights(cfg)
+    if state is None:  # not trained yet, or the weights file went missing: (re)train
+        rec, state = _run(cfg, progress=progress, desc=None)
+        cache.save(cfg, rec, state)
     model = build_model(cfg.model, cfg.seed, "cpu")
     model.load_state_dict(state)
     return model

@@ -1,0 +1,16 @@
+"""Shared fixtures of the lrdlib unit tests."""
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's tensors on one intra-op thread, restored afterwards.
+
+    The models in these tests are tiny: a second thread buys nothing, and on a busy 2-core
+    machine OpenMP threads waiting on each other make a 1.5 s training run take 10+ s.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

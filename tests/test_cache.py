@@ -1,0 +1,229 @@
+"""lrdlib.cache (records and weights on disk) and lrdlib.config (RunConfig: validation,
+dict round trip, key, replace, seed presets)."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrdlib import cache as cache_mod
+from lrdlib.cache import RunCache
+from lrdlib.config import METHODS, RECORD_VERSION, SEED_STRENGTH, RunConfig, seed_config
+from lrdlib.data import TaskConfig
+from lrdlib.decay import DecayConfig
+from lrdlib.model import ModelConfig
+from lrdlib.optim import OptimConfig
+
+SMALL = RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
+                  steps=60, eval_every=20)
+
+
+def _record(cfg, **extra):
+    return {"key": cfg.key(), "status": "ok", "history": {"val_acc": [0.1, 0.5]}, "x": float("nan"), **extra}
+
+
+# --------------------------------------------------------------------------- cache
+def test_save_load_roundtrip(tmp_path):
+    c = RunCache(tmp_path)
+    assert c.load(SMALL) is None and c.load_weights(SMALL) is None
+    state = {"a": torch.randn(3, 4), "b": torch.arange(5)}
+    rec = _record(SMALL)
+    c.save(SMALL, rec, state)
+    assert c.record_path(SMALL) == tmp_path / f"{SMALL.key()}.json"
+    assert c.weights_path(SMALL) == tmp_path / f"{SMALL.key()}.safetensors"
+    got = c.load(SMALL)
+    assert got["key"] == rec["key"] and got["history"] == rec["history"] and got["x"] != got["x"]  # NaN kept
+    w = c.load_weights(SMALL)
+    assert set(w) == {"a", "b"} and torch.equal(w["a"], state["a"]) and torch.equal(w["b"], state["b"])
+    # no temporary files left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{SMALL.key()}.json",
+                                                                 f"{SMALL.key()}.safetensors"])
+
+
+def test_save_without_state_and_overwrite(tmp_path):
+    c = RunCache(tmp_path / "nested" / "dir")  # created on demand
+    c.save(SMALL, _record(SMALL, n=1))
+    assert c.load(SMALL)["n"] == 1 and c.load_weights(SMALL) is None
+    c.save(SMALL, _record(SMALL, n=2))
+    assert c.load(SMALL)["n"] == 2
+
+
+def test_different_config_different_key_and_no_hit(tmp_path):
+    c = RunCache(tmp_path)
+    c.save(SMALL, _record(SMALL))
+    others = [SMALL.replace(seed=1), SMALL.replace(task__split_seed=1), SMALL.replace(decay=DecayConfig("l2", 0.1)),
+              SMALL.replace(optim__lr=2e-3), SMALL.replace(model__qk_norm=False), SMALL.replace(steps=61),
+              SMALL.replace(targets=("q_proj",))]
+    keys = {SMALL.key(), *(o.key() for o in others)}
+    assert len(keys) == len(others) + 1
+    for o in others:
+        assert c.load(o) is None
+
+
+def test_record_with_wrong_key_is_absent(tmp_path):
+    c = RunCache(tmp_path)
+    c.save(SMALL, {"key": "somethingelse", "status": "ok"})
+    assert c.load(SMALL) is None
+    c.save(SMALL, {"status": "ok"})  # no key at all
+    assert c.load(SMALL) is None
+
+
+@pytest.mark.parametrize("content", [
+    b"", b'{"key": "', b"{", b"not json at all", b'{"key": "x", "status": "ok"',
+    b"\xff\xfe\x00\x81garbage",
+    b"[1, 2, 3]",
+], ids=["empty", "truncated-string", "open-brace", "text", "truncated-object", "binary", "json-list"])
+def test_corrupt_record_is_absent(tmp_path, content):
+    c = RunCache(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    c.record_path(SMALL).write_bytes(content)
+    assert c.load(SMALL) is None
+
+
+def test_truncated_real_record_is_absent(tmp_path):
+    c = RunCache(tmp_path)
+    c.save(SMALL, _record(SMALL))
+    text = c.record_path(SMALL).read_text()
+    c.record_path(SMALL).write_text(text[: len(text) // 2])
+    assert c.load(SMALL) is None
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path):
+    target = tmp_path / "f.json"
+    target.write_text("old")
+
+    def failing(tmp):
+        Path(tmp).write_text("half-writ")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        cache_mod._atomic_write(target, failing)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # temporary file removed
+    cache_mod._atomic_write(target, lambda t: Path(t).write_text("new"))
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_save_record_failure_keeps_previous_record(tmp_path, monkeypatch):
+    c = RunCache(tmp_path)
+    c.save(SMALL, _record(SMALL, n=1))
+
+    def boom(*a, **k):
+        raise OSError("killed")
+
+    monkeypatch.setattr(cache_mod.os, "replace", boom)
+    with pytest.raises(OSError):
+        c.save(SMALL, _record(SMALL, n=2))
+    monkeypatch.undo()
+    assert c.load(SMALL)["n"] == 1
+    assert {p.name for p in tmp_path.iterdir()} == {f"{SMALL.key()}.json"}
+
+
+def test_default_root_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRD_CACHE_DIR", str(tmp_path / "env-cache"))
+    c = RunCache()
+    assert c.root == tmp_path / "env-cache"
+    c.save(SMALL, _record(SMALL))
+    assert (tmp_path / "env-cache" / f"{SMALL.key()}.json").exists()
+
+
+def test_key_stable_across_processes():
+    code = ("from lrdlib.config import seed_config; "
+            "print(seed_config('LRD').key()); print(seed_config('Luon', 0.3, train_frac=0.3, p=97).key())")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.split() == [seed_config("LRD").key(), seed_config("Luon", 0.3, train_frac=0.3, p=97).key()]
+
+
+def test_key_format_and_record_version(monkeypatch):
+    k = SMALL.key()
+    assert re.fullmatch(r"[0-9a-f]{20}", k)
+    assert SMALL.key() == k and RunConfig.from_dict(SMALL.to_dict()).key() == k
+    from lrdlib import config
+    monkeypatch.setattr(config, "RECORD_VERSION", RECORD_VERSION + 1)
+    assert SMALL.key() != k
+
+
+# --------------------------------------------------------------------------- config
+@pytest.mark.parametrize("kw,needle", [
+    (dict(model=ModelConfig(vocab_size=114)), "vocab_size=114"),   # task p=23 needs 24
+    (dict(steps=0), "steps=0"), (dict(steps=-5), "steps=-5"), (dict(steps=2.0), "steps=2.0"),
+    (dict(batch_size=0), "batch_size=0"), (dict(eval_every=True), "eval_every=True"),
+    (dict(seed=-1), "seed=-1"), (dict(grok_threshold=0.0), "grok_threshold=0.0"),
+    (dict(grok_threshold=1.5), "grok_threshold=1.5"),
+    (dict(device="gpu"), "device='gpu'"), (dict(device="mps"), "device='mps'"),
+])
+def test_run_config_validation(kw, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        SMALL.replace(**kw)
+
+
+def test_run_config_good_devices():
+    for d in ("cpu", "cuda", "cuda:1"):
+        assert SMALL.replace(device=d).device == d
+
+
+def test_vocab_mismatch_message_names_the_needed_size():
+    with pytest.raises(ValueError, match=re.escape("vocab_size=98")):
+        RunConfig(task=TaskConfig(p=97), model=ModelConfig(vocab_size=114))
+
+
+@pytest.mark.parametrize("cfg", [
+    SMALL, RunConfig(), seed_config("L2"), seed_config("LRD", 0.01, train_frac=0.3),
+    seed_config("Luon", p=97, steps=100, early_stop=True),
+    SMALL.replace(decay=DecayConfig("lowrank", 0.0, rank=3, every=10), targets=("q_proj",),
+                  optim=OptimConfig(kind="muon", betas=(0.8, 0.99))),
+], ids=["small", "default", "L2", "LRD", "Luon", "lowrank-muon"])
+def test_to_dict_from_dict_roundtrip(cfg):
+    d = cfg.to_dict()
+    assert RunConfig.from_dict(d) == cfg
+    via_json = RunConfig.from_dict(json.loads(json.dumps(d)))  # lists instead of tuples
+    assert via_json == cfg and via_json.key() == cfg.key()
+    assert isinstance(via_json.targets, tuple) and isinstance(via_json.optim.betas, tuple)
+    assert d["task"]["p"] == cfg.task.p and d["decay"]["kind"] == cfg.decay.kind
+
+
+def test_replace_nested_and_top_level():
+    c = SMALL.replace(task__train_frac=0.3, seed=4, optim__lr=5e-4, optim__weight_decay=0.0)
+    assert c.task.train_frac == 0.3 and c.task.p == 23 and c.task.op == "add"
+    assert c.seed == 4 and c.optim.lr == 5e-4 and c.optim.weight_decay == 0.0
+    assert c.optim.betas == SMALL.optim.betas and c.model == SMALL.model
+    assert SMALL.task.train_frac == 0.5 and SMALL.seed == 0  # the original is untouched
+    # nested changes on top of a replaced sub-config
+    c2 = SMALL.replace(decay=DecayConfig("l2", 0.1), decay__every=5)
+    assert c2.decay == DecayConfig("l2", 0.1, every=5)
+    # both sides of a coupled constraint at once
+    c3 = SMALL.replace(task__p=97, model__vocab_size=98)
+    assert c3.task.vocab_size == c3.model.vocab_size == 98
+    # validation runs on the nested dataclass and on the whole
+    with pytest.raises(ValueError, match=re.escape("train_frac=1.5")):
+        SMALL.replace(task__train_frac=1.5)
+    with pytest.raises(ValueError, match=re.escape("vocab_size=24")):
+        SMALL.replace(task__p=97)
+    with pytest.raises(TypeError):
+        SMALL.replace(task__nonexistent=1)
+
+
+def test_seed_config_presets():
+    l2, lrd, luon = (seed_config(m) for m in METHODS)
+    for c in (l2, lrd, luon):
+        assert c.task == TaskConfig("add", 113, 0.5, 0) and c.model == ModelConfig() and c.steps == 4000
+        assert c.targets == ("q_proj", "k_proj")
+    assert l2.optim.kind == "adamw" and l2.optim.weight_decay == l2.optim.target_weight_decay == 0.1
+    assert l2.decay.kind == "none"
+    assert lrd.optim.kind == "adamw" and (lrd.optim.weight_decay, lrd.optim.target_weight_decay) == (0.1, 0.0)
+    assert lrd.decay == DecayConfig("lrd_ns", 0.005)
+    assert luon.optim.kind == "luon" and luon.optim.weight_decay == 0.0 and luon.optim.luon_lambda == 0.5
+    assert luon.optim.muon_lr == 0.02 and luon.optim.momentum == 0.95 and luon.decay.kind == "none"
+    assert SEED_STRENGTH == {"L2": 0.1, "LRD": 0.005, "Luon": 0.5}
+    s = seed_config("LRD", 0.02, train_frac=0.3, seed=7, steps=10, op="mul", p=97, eval_every=5)
+    assert s.decay.strength == 0.02 and s.seed == 7 and s.task.split_seed == 7 and s.task.op == "mul"
+    assert s.model.vocab_size == 98 and s.eval_every == 5 and s.task.train_frac == 0.3
+    assert len({c.key() for c in (l2, lrd, luon, s)}) == 4
+    with pytest.raises(ValueError, match=re.escape("method='SGD'")):
+        seed_config("SGD")
