@@ -6,7 +6,6 @@
 #   make notebook NB=03            execute one notebook (by number or file name)
 #   make lab                       JupyterLab on notebooks/ with the registered kernel
 #   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
-#   make paper                     build paper/main.pdf from figures/ and build/results/
 
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -30,7 +29,7 @@ ifneq ($(NB),)
 NOTEBOOKS := $(sort $(wildcard notebooks/$(NB)*.ipynb notebooks/$(NB)))
 endif
 
-.PHONY: venv test reproduce notebook lab benchmark paper clean
+.PHONY: venv test reproduce notebook lab benchmark clean
 
 venv: $(VENV)/.installed
 
@@ -63,9 +62,6 @@ lab: venv
 
 benchmark: venv
 	$(PY) benchmarks/step_time.py --device $(DEVICE)
-
-paper: venv
-	$(MAKE) -C paper
 
 clean:
 	rm -rf $(BUILD)/notebooks
