@@ -10,9 +10,14 @@
       import submitit
       ex = submitit.AutoExecutor(folder="build/submitit")
       ex.update_parameters(timeout_min=60, slurm_partition="gpu", gpus_per_node=1, cpus_per_task=4)
-      table = run_sweep(configs, executor=ex)
+      table = run_sweep(configs, executor=ex)                               # one job per run
+      table = run_sweep(configs, executor=ex, batched=True, group_size=64)  # one job per 64 runs
 
-  (every job writes its record into the shared cache folder; the sweep reads them back).
+  (every job writes its records into the shared cache folder, which must be on a file system
+  the nodes share; the sweep also gets them back from the job).
+* ``batched=True``: compatible runs (``lrdlib.batched.compatible_groups``) are trained as one
+  stacked model, a group per job. It pays on a GPU; on a small CPU the process pool is faster
+  (``benchmarks/sweep_throughput.py``).
 """
 from __future__ import annotations
 
@@ -42,6 +47,13 @@ class InlineExecutor(Executor):
         return fut
 
 
+def _failed(cfg: RunConfig, e: BaseException, tb: str | None = None) -> dict:
+    rec = {"key": cfg.key(), "config": cfg.to_dict(), "status": "failed", "error": f"{type(e).__name__}: {e}"}
+    if tb:
+        rec["traceback"] = tb
+    return rec
+
+
 def _train_job(cfg_dict: dict, cache_root: str, threads: int | None) -> dict:
     """Worker entry point (top level, picklable): train one run into the shared cache."""
     import torch
@@ -52,8 +64,23 @@ def _train_job(cfg_dict: dict, cache_root: str, threads: int | None) -> dict:
     try:
         return train(cfg, cache=RunCache(cache_root), progress=False)
     except Exception as e:  # noqa: BLE001 - a failed run becomes a row, not a crashed sweep
-        return {"key": cfg.key(), "config": cfg_dict, "status": "failed",
-                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+        return _failed(cfg, e, traceback.format_exc())
+
+
+def _train_group_job(cfg_dicts: list[dict], cache_root: str, threads: int | None, progress: bool = False) -> list[dict] | dict:
+    """Worker entry point: train compatible runs as one stacked model (``lrdlib.batched``).
+    Returns their records, or ``{"error": ...}`` if the group failed as a whole (the sweep
+    then trains its runs one by one; those the group finished come from the cache)."""
+    import torch
+
+    from .batched import train_batched
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return train_batched([RunConfig.from_dict(d) for d in cfg_dicts], cache=RunCache(cache_root), progress=progress)
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
 
 
 def summarize(record: dict) -> dict:
@@ -93,15 +120,19 @@ def _make_executor(executor: Executor | str | None, workers: int | None) -> tupl
 def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = None,
               executor: Executor | str | None = None, workers: int | None = None,
               cache: RunCache | None = None, progress: bool | None = None, batched: bool = False,
-              return_records: bool = False):
+              group_size: int | None = None, return_records: bool = False):
     """Train (or load) every config and return a pandas table, one row per config in order.
 
     labels: an optional ``arm`` label per config (a column of the table).
     executor: None (in-process), "process" (local pool of ``workers``), or any object with
         ``submit(fn, *args)`` returning a future/job with ``.result()`` (submitit included).
-    batched: train compatible configs together as one stacked model (``lrdlib.batched``),
-        in-process; incompatible ones fall back to the executor.
+    batched: train compatible configs together as one stacked model (``lrdlib.batched``): each
+        group of at most ``group_size`` runs is one job for the executor. A group that fails as
+        a whole is retried run by run, so one bad config costs only its own row.
     return_records: also return the list of full records (same order).
+
+    Duplicated configs are trained once. Runs that raise get a ``failed`` row (not cached:
+    the next sweep retries them); diverged runs are ordinary (cached) records.
     """
     configs = list(configs)
     if labels is not None and len(labels) != len(configs):
@@ -110,47 +141,78 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     if progress is None:
         progress = not os.environ.get("TQDM_DISABLE")
     records: list[dict | None] = [cache.load(c) for c in configs]
-    todo = [i for i, r in enumerate(records) if r is None]
+    first: dict[str, int] = {}
+    for i, r in enumerate(records):
+        if r is None:
+            first.setdefault(configs[i].key(), i)
+    todo = list(first.values())
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", disable=not progress)
 
-    if batched and todo:
-        from .batched import compatible_groups, train_batched
+    if batched:
+        from .batched import compatible_groups
 
-        for group in compatible_groups([configs[i] for i in todo]):
-            if len(group) < 2:
-                continue
-            idx = [todo[j] for j in group]
-            for i, rec in zip(idx, train_batched([configs[i] for i in idx], cache=cache, progress=False)):
-                records[i] = rec
-                bar.update(1)
-        todo = [i for i in todo if records[i] is None]
-
-    if todo:
+        units = [[todo[j] for j in g] for g in compatible_groups([configs[i] for i in todo], max_size=group_size)]
+    else:
+        units = [[i] for i in todo]
+    if units:
         ex, threads, own = _make_executor(executor, workers)
+        inline = isinstance(ex, InlineExecutor)
         try:
-            jobs = {i: ex.submit(_train_job, configs[i].to_dict(), str(cache.root), threads) for i in todo}
-            if all(isinstance(j, Future) for j in jobs.values()):
-                back = {f: i for i, f in jobs.items()}
-                done: Iterable = ((back[f], f) for f in as_completed(back))
-            else:
-                done = jobs.items()
-            for i, job in done:
-                try:
-                    records[i] = job.result()
-                except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the scheduler
-                    records[i] = {"key": configs[i].key(), "config": configs[i].to_dict(), "status": "failed",
-                                  "error": f"{type(e).__name__}: {e}"}
-                bar.update(1)
-                if records[i]["status"] == "failed":
-                    bar.write(f"run {records[i]['key']} failed: {records[i]['error']}")
+            retry = _execute(units, configs, records, ex, threads, str(cache.root), bar, progress and inline)
+            if retry:
+                _execute([[i] for i in retry], configs, records, ex, threads, str(cache.root), bar, False)
         finally:
             if own:
                 ex.shutdown(wait=True)
     bar.close()
+    for i, r in enumerate(records):
+        if r is None:  # a duplicate of a config trained above
+            records[i] = records[first[configs[i].key()]]
     table = pd.DataFrame([summarize(r) for r in records])
     if labels is not None:
         table.insert(0, "arm", list(labels))
     return (table, records) if return_records else table
+
+
+def _execute(units: list[list[int]], configs: list[RunConfig], records: list, ex: Any, threads: int | None,
+             root: str, bar: tqdm, group_progress: bool) -> list[int]:
+    """Submit every unit (one run, or a group trained as one stacked model), fill ``records``
+    as they finish; return the runs of groups that failed as a whole."""
+    retry: list[int] = []
+
+    def submit(idx: list[int]):
+        if len(idx) == 1:
+            return ex.submit(_train_job, configs[idx[0]].to_dict(), root, threads)
+        return ex.submit(_train_group_job, [configs[i].to_dict() for i in idx], root, threads, group_progress)
+
+    def collect(idx: list[int], job) -> None:
+        try:
+            out = job.result()
+        except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the scheduler
+            out = {"error": f"{type(e).__name__}: {e}"} if len(idx) > 1 else _failed(configs[idx[0]], e)
+        if len(idx) > 1 and isinstance(out, dict):
+            bar.write(f"batched group of {len(idx)} runs failed ({out['error']}); training them one by one")
+            retry.extend(idx)
+            return
+        for i, rec in zip(idx, out if len(idx) > 1 else [out]):
+            records[i] = rec
+            bar.update(1)
+            if rec["status"] == "failed":
+                bar.write(f"run {rec['key']} failed: {rec['error']}")
+
+    if isinstance(ex, InlineExecutor):  # run and collect one unit at a time: the bar moves as runs finish
+        for idx in units:
+            collect(idx, submit(idx))
+        return retry
+    jobs = [submit(idx) for idx in units]
+    if all(isinstance(j, Future) for j in jobs):
+        back = {f: u for u, f in enumerate(jobs)}
+        for f in as_completed(back):
+            collect(units[back[f]], f)
+    else:  # e.g. submitit jobs: wait in submission order
+        for idx, job in zip(units, jobs):
+            collect(idx, job)
+    return retry
 
 
 def grid(base: RunConfig, **axes: Iterable) -> list[RunConfig]:
