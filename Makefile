@@ -50,7 +50,7 @@ reproduce: venv
 	@set -e; for nb in $(NOTEBOOKS); do \
 	  out=$(BUILD)/notebooks/$$(basename $$nb); start=$$(date +%s); \
 	  echo ">>> $$nb  (profile=$(PROFILE), device=$(DEVICE))"; \
-	  $(PY) -m papermill $$nb $$out -k $(KERNEL) --cwd notebooks -p profile $(PROFILE) -p device $(DEVICE) \
+	  TQDM_DISABLE=1 $(PY) -m papermill $$nb $$out -k $(KERNEL) --cwd notebooks -p profile $(PROFILE) -p device $(DEVICE) \
 	    --progress-bar --log-level WARNING; \
 	  echo "    done in $$(( $$(date +%s) - start )) s -> $$out"; \
 	done
