@@ -15,9 +15,11 @@ those two matrices per block are the truly scale-invariant parameters
 
 Only the last position is read, so the last block computes its query, attention output
 and MLP at that position alone (keys and values still need all positions), and block 0's
-q, k, v are looked up from a (vocabulary × position) table. ``forward`` does that;
-``forward_full`` computes every position the plain way and can record attention
-probabilities; the tests check that both give the same logits.
+q, k, v are looked up from a (vocabulary × position) table. ``forward`` does that, with the
+attention and the norms of ``lrdlib.fused`` (hand-written backward, same maths);
+``forward_full`` computes every position the plain way (``F.scaled_dot_product_attention``)
+and can record attention probabilities; the tests check that both give the same logits and
+the same gradients.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from .fused import rms_norm, short_attention
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class RMSNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(x, dim=-1) * (self.g * self.scale)
+        return rms_norm(x, self.g, self.scale)  # = F.normalize(x, dim=-1) * (self.g * self.scale)
 
 
 class Attention(nn.Module):
@@ -118,13 +122,8 @@ class Attention(nn.Module):
 
     def forward_last(self, h: Tensor) -> Tensor:
         """Only the last position's output: (B, T, d) -> (B, d)."""
-        B, T, d = h.shape
-        kv = F.linear(h, torch.cat([self.k_proj.weight, self.v_proj.weight]))
-        k, v = kv.split(d, dim=-1)
-        q = F.linear(h[:, -1:], self.q_proj.weight)
-        q, k = self._qk(q, k)
-        out = F.scaled_dot_product_attention(self._split(q), self._split(k), self._split(v))  # (B, H, 1, d_h)
-        return self.o_proj(out.reshape(B, d))
+        q, k = self._qk(self.q_proj(h[:, -1:]), self.k_proj(h))
+        return self.o_proj(short_attention(q, k, self.v_proj(h), self.heads)[:, 0])
 
 
 class MLP(nn.Module):
@@ -179,16 +178,21 @@ class Transformer(nn.Module):
         Two savings, same function as ``forward_full``: (1) block 0's normalised q, k, v
         depend only on (token, position), so they are computed once per vocabulary entry
         and position (V·T rows instead of B·T) and gathered; (2) the last block runs at the
-        last position only.
+        last position only. Attention and norms use ``lrdlib.fused`` (same maths, hand-written
+        backward).
         """
         x = self.embed(tokens)
         first = 0
         if self.cfg.depth > 1:
             b0 = self.layers[0]
             T = tokens.shape[1]
-            table = b0.attn.qkv(b0.norm1(self.embedding.weight[:, None] + self.pos_embedding[None, :T]))  # (V, T, 3d)
-            flat = tokens * T + torch.arange(T, device=tokens.device)
-            x = x + b0.attn.attend(F.embedding(flat, table.reshape(-1, table.shape[-1])))
+            att = b0.attn
+            # one row per (token, position): V·T rows, separate q/k/v tables (no split/cat passes)
+            h = b0.norm1(self.embedding.weight[:, None] + self.pos_embedding[None, :T]).reshape(-1, x.shape[-1])
+            q_tab, k_tab = att._qk(att.q_proj(h), att.k_proj(h))
+            row = tokens * T + torch.arange(T, device=tokens.device)
+            q, k, v = (F.embedding(row, t) for t in (q_tab, k_tab, att.v_proj(h)))           # (B, T, d) each
+            x = x + att.o_proj(short_attention(q, k, v, att.heads))
             x = x + b0.mlp(b0.norm2(x))
             first = 1
         for block in self.layers[first:-1]:
