@@ -53,6 +53,7 @@ from .config import RunConfig
 from .data import all_pairs, commutativity_ceiling, make_split
 from .decay import (Decay, L2Decay, NewtonSchulzDecay, PolarDecay, TangentialNewtonSchulzDecay,
                     make_decay)
+from .fused import rms_norm, short_attention
 from .model import ModelConfig, build_model
 from .train import BatchSampler, _nan_spectra, _Probe, _spectra, _tangential, steps_to_grok
 
@@ -115,17 +116,23 @@ def _linear(x: Tensor, W: Tensor) -> Tensor:
     On CUDA one ``bmm`` (K small matmuls in one kernel: the point of batching). On CPU a loop
     of ``F.linear`` over the runs: as fast there, and bit-identical to the runs' own matmuls
     (``bmm`` and ``mm`` block their sums differently, which shifts results by an ulp)."""
-    mode = MATMUL if MATMUL != "auto" else ("bmm" if x.is_cuda else "loop")
-    if mode == "loop":
+    if _loop(x):
         return torch.stack([F.linear(xk, Wk) for xk, Wk in zip(x.unbind(0), W.unbind(0))])
     s = x.shape
     return torch.bmm(x.reshape(s[0], -1, s[-1]), W.mT).view(*s[:-1], W.shape[1])
 
 
+def _loop(x: Tensor) -> bool:
+    return (MATMUL if MATMUL != "auto" else ("bmm" if x.is_cuda else "loop")) == "loop"
+
+
 def _rmsnorm(x: Tensor, g: Tensor) -> Tensor:
-    """Per-run RMSNorm normalize(x)·(g·√d): x (K, ..., d), g (K, d)."""
+    """Per-run RMSNorm normalize(x)·(g·√d): x (K, ..., d), g (K, d). On CPU run by run (the
+    runs' own reductions, bit for bit), elsewhere one call with g broadcast per run."""
     d = x.shape[-1]
-    return F.normalize(x, dim=-1) * (g * math.sqrt(d)).view(g.shape[0], *([1] * (x.ndim - 2)), d)
+    if _loop(x):
+        return torch.stack([rms_norm(xk, gk, math.sqrt(d)) for xk, gk in zip(x.unbind(0), g.unbind(0))])
+    return rms_norm(x, g.view(g.shape[0], *([1] * (x.ndim - 2)), d), math.sqrt(d))
 
 
 def _lookup(table: Tensor, idx: Tensor) -> Tensor:
@@ -135,10 +142,13 @@ def _lookup(table: Tensor, idx: Tensor) -> Tensor:
     return F.embedding(idx + off, table.reshape(K * V, d))
 
 
-def _heads(t: Tensor, heads: int) -> Tensor:
-    """(K, B, T, d) -> (K·B, H, T, d_h): runs folded into the batch for SDPA."""
-    K, B, T, d = t.shape
-    return t.reshape(K * B, T, heads, d // heads).transpose(1, 2)
+def _attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+    """``short_attention`` with the runs folded into the batch: q (K, B, Tq, d), k, v
+    (K, B, T, d) -> (K, B, Tq, d). Each batch element is its own small product, so the fold
+    changes nothing in the arithmetic."""
+    K, B = q.shape[:2]
+    fold = lambda t: t.reshape(K * B, *t.shape[2:])  # noqa: E731
+    return short_attention(fold(q), fold(k), fold(v), heads).view(q.shape)
 
 
 class _Stacked:
@@ -155,36 +165,26 @@ class _Stacked:
             return _rmsnorm(q, self["attn.q_norm.g"]), _rmsnorm(k, self["attn.k_norm.g"])
         return q, k
 
-    def qkv(self, h: Tensor) -> Tensor:
-        d = h.shape[-1]
-        W = torch.cat([self["attn.q_proj.weight"], self["attn.k_proj.weight"], self["attn.v_proj.weight"]], 1)
-        q, k, v = _linear(h, W).split(d, dim=-1)
-        return torch.cat([*self.qk(q, k), v], dim=-1)
+    def qkv(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(Norm_q(W_Q h), Norm_k(W_K h), W_V h), three separate products as in the model."""
+        q, k = self.qk(_linear(h, self["attn.q_proj.weight"]), _linear(h, self["attn.k_proj.weight"]))
+        return q, k, _linear(h, self["attn.v_proj.weight"])
 
-    def attend(self, qkv: Tensor) -> Tensor:
-        K, B, T, d3 = qkv.shape
-        d = d3 // 3
-        q, k, v = (_heads(t, self.cfg.heads) for t in qkv.split(d, dim=-1))
-        out = F.scaled_dot_product_attention(q, k, v)                       # (K·B, H, T, d_h)
-        return _linear(out.transpose(1, 2).reshape(K, B, T, d), self["attn.o_proj.weight"])
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        return _linear(_attention(q, k, v, self.cfg.heads), self["attn.o_proj.weight"])
 
     def mlp(self, x: Tensor) -> Tensor:
         return _linear(F.silu(_linear(_rmsnorm(x, self["norm2.g"]), self["mlp.fc_in.weight"])), self["mlp.fc_out.weight"])
 
     def full(self, x: Tensor) -> Tensor:
-        x = x + self.attend(self.qkv(_rmsnorm(x, self["norm1.g"])))
+        x = x + self.attend(*self.qkv(_rmsnorm(x, self["norm1.g"])))
         return x + self.mlp(x)
 
     def last(self, x: Tensor) -> Tensor:
-        K, B, T, d = x.shape
         res = x[:, :, -1]  # taken before the norm, as in Block.forward_last: autograd then sums x's gradients in the same order
         h = _rmsnorm(x, self["norm1.g"])
-        k, v = _linear(h, torch.cat([self["attn.k_proj.weight"], self["attn.v_proj.weight"]], 1)).split(d, dim=-1)
-        q = _linear(h[:, :, -1:], self["attn.q_proj.weight"])
-        q, k = self.qk(q, k)
-        H = self.cfg.heads
-        out = F.scaled_dot_product_attention(_heads(q, H), _heads(k, H), _heads(v, H))  # (K·B, H, 1, d_h)
-        y = res + _linear(out.reshape(K, B, d), self["attn.o_proj.weight"])
+        q, k = self.qk(_linear(h[:, :, -1:], self["attn.q_proj.weight"]), _linear(h, self["attn.k_proj.weight"]))
+        y = res + self.attend(q, k, _linear(h, self["attn.v_proj.weight"]))[:, :, 0]
         return y + self.mlp(y)
 
 
@@ -203,9 +203,9 @@ def stacked_forward(cfg: ModelConfig, P: dict[str, Tensor], tokens: Tensor) -> T
     first = 0
     if cfg.depth > 1:
         b0 = _Stacked(P, cfg, 0)
-        table = b0.qkv(_rmsnorm(E[:, :, None] + pos[:, None, :T], b0["norm1.g"]))   # (K, V, T, 3d)
-        flat = tokens * T + torch.arange(T, device=tokens.device)
-        x = x + b0.attend(_lookup(table.reshape(K, -1, table.shape[-1]), flat))
+        h = _rmsnorm(E[:, :, None] + pos[:, None, :T], b0["norm1.g"]).reshape(K, -1, E.shape[-1])  # (K, V·T, d)
+        row = tokens * T + torch.arange(T, device=tokens.device)
+        x = x + b0.attend(*(_lookup(t, row) for t in b0.qkv(h)))
         x = x + b0.mlp(x)
         first = 1
     for l in range(first, cfg.depth - 1):

@@ -96,7 +96,7 @@ class _RMSNorm(torch.autograd.Function):
         r = n.clamp_min(eps).reciprocal_()
         w = g * scale
         ctx.save_for_backward(x, r, w, n > eps)
-        ctx.scale = scale
+        ctx.scale, ctx.g_shape = scale, g.shape
         return x * r * w
 
     @staticmethod
@@ -108,13 +108,22 @@ class _RMSNorm(torch.autograd.Function):
         gx = (gyw - x * c).mul_(r)
         gg = None
         if ctx.needs_input_grad[1]:
-            gg = (gy * x * r).reshape(-1, x.shape[-1]).sum(0).mul_(ctx.scale)
+            gg = (gy * x * r).sum_to_size(ctx.g_shape).mul_(ctx.scale)
         return gx, gg, None, None
 
 
 def rms_norm(x: Tensor, g: Tensor, scale: float, eps: float = 1e-12) -> Tensor:
-    """normalize(x)·scale·g over the last axis (the seed's RMSNorm with scale = √d)."""
-    if g.shape != x.shape[-1:]:
-        raise ValueError(f"gain of shape {tuple(g.shape)} for x of shape {tuple(x.shape)}: expected ({x.shape[-1]},)")
+    """normalize(x)·scale·g over the last axis (the seed's RMSNorm with scale = √d).
+
+    g is (d,), or any shape ending in d that broadcasts against x (a gain per run of a stack)."""
+    ok = g.ndim >= 1 and g.shape[-1] == x.shape[-1] and g.ndim <= x.ndim
+    if ok:
+        try:
+            ok = torch.broadcast_shapes(g.shape, x.shape) == x.shape
+        except RuntimeError:
+            ok = False
+    if not ok:
+        raise ValueError(f"gain of shape {tuple(g.shape)} for x of shape {tuple(x.shape)}: expected ({x.shape[-1]},) "
+                         "or a shape ending in it that broadcasts against x")
     return _RMSNorm.apply(x, g, scale, eps)
 

@@ -98,3 +98,12 @@ def test_rms_norm_zero_row_matches_normalize():
 def test_rms_norm_bad_gain_shape():
     with pytest.raises(ValueError, match=r"gain of shape \(4,\).*expected \(6,\)"):
         rms_norm(torch.zeros(2, 6), torch.ones(4), 1.0)
+
+
+def test_rms_norm_per_run_gain_gradcheck():
+    """A gain per run (K, 1, d) against x (K, B, d): ∂g is summed per run only."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = (0.5 + torch.rand(3, 1, 5, generator=gen, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: rms_norm(a, b, 1.3), (x, g))
+    torch.testing.assert_close(rms_norm(x, g, 1.3), _plain_rms(x, g, 1.3))
