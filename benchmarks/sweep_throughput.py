@@ -8,7 +8,10 @@ stop, process start-up and record writing included), for each way of running a s
   sequential  ``run_sweep(configs)``: lrdlib's loop, run after run, in this process;
   process     ``run_sweep(configs, executor="process")``: a pool of one worker per core, one
               torch thread each;
-  batched     ``run_sweep(configs, batched=True)``: compatible runs as one stacked model.
+  batched     ``run_sweep(configs, batched=True)``: compatible runs as one stacked model;
+  process_batched  ``run_sweep(configs, executor="process", batched=True)``: the compatible
+              groups split into one stacked group per worker (``--group-size``, default: the
+              runs shared out evenly), each worker single-threaded.
 
 Every lrdlib mode uses the seed's schedule too (``eval_every=200``, ``early_stop=True``) and a
 fresh cache folder, so nothing is reused. Grids:
@@ -144,7 +147,7 @@ def run_reference(runs, steps: int, device: str, sample: int, ref_steps: int, lr
 
 
 # --------------------------------------------------------------------------- lrdlib modes
-def run_mode(mode: str, configs, workers: int | None) -> tuple[float, list[dict]]:
+def run_mode(mode: str, configs, workers: int | None, group_size: int | None = None) -> tuple[float, list[dict]]:
     with tempfile.TemporaryDirectory(prefix=f"sweep-bench-{mode}-") as d:
         kw = dict(cache=RunCache(d), progress=False, return_records=True)
         t0 = time.perf_counter()
@@ -153,7 +156,11 @@ def run_mode(mode: str, configs, workers: int | None) -> tuple[float, list[dict]
         elif mode == "process":
             _, recs = run_sweep(configs, executor="process", workers=workers, **kw)
         elif mode == "batched":
-            _, recs = run_sweep(configs, batched=True, **kw)
+            _, recs = run_sweep(configs, batched=True, group_size=group_size, **kw)
+        elif mode == "process_batched":
+            _, recs = run_sweep(configs, executor="process", workers=workers, batched=True,
+                                group_size=group_size or -(-len(configs) // (2 * (workers or os.cpu_count() or 1))),
+                                **kw)
         else:
             raise ValueError(mode)
         if configs[0].device.startswith("cuda"):
@@ -168,6 +175,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--modes", default="sequential,process,batched,reference")
     ap.add_argument("--workers", type=int, default=None, help="process pool size (default: one per core)")
+    ap.add_argument("--group-size", type=int, default=None, help="runs per stacked group in the batched modes")
     ap.add_argument("--ref-runs", type=int, default=None,
                     help="reference runs to time (spread over the grid) and extrapolate from; 0 = time all "
                          "(default: all for small, 6 for seed)")
@@ -181,7 +189,7 @@ def main(argv=None) -> dict:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {a.device}: CUDA is not available on this machine")
     modes = [m for m in a.modes.split(",") if m]
-    bad = set(modes) - {"sequential", "process", "batched", "reference"}
+    bad = set(modes) - {"sequential", "process", "batched", "process_batched", "reference"}
     if bad:
         ap.error(f"unknown mode(s) {sorted(bad)}")
     steps = a.steps or GRIDS[a.grid]["steps"]
@@ -195,7 +203,7 @@ def main(argv=None) -> dict:
     results: dict[str, dict] = {}
     lr_steps = None
     for mode in [m for m in modes if m != "reference"]:
-        wall, recs = run_mode(mode, configs, a.workers)
+        wall, recs = run_mode(mode, configs, a.workers, a.group_size)
         failed = [r for r in recs if r["status"] == "failed"]
         if failed:
             print(f"  {mode}: {len(failed)} runs failed: {failed[0]['error']}")

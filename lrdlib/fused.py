@@ -97,19 +97,18 @@ class _RMSNorm(torch.autograd.Function):
         w = g * scale
         ctx.save_for_backward(x, r, w, n > eps)
         ctx.scale, ctx.g_shape = scale, g.shape
-        return x * r * w
+        return torch.mul(x, r).mul_(w)
 
     @staticmethod
     def backward(ctx, gy: Tensor):
         x, r, w, big = ctx.saved_tensors
-        gyw = gy * w
-        # ⟨w⊙∂y, x̂⟩ r  =  ⟨w⊙∂y, x⟩ r²  (zero where ‖x‖ < eps: there the norm is the constant eps)
-        c = torch.linalg.vecdot(gyw, x).unsqueeze(-1).mul_(r).mul_(r).mul_(big)
-        gx = (gyw - x * c).mul_(r)
         gg = None
         if ctx.needs_input_grad[1]:
-            gg = (gy * x * r).sum_to_size(ctx.g_shape).mul_(ctx.scale)
-        return gx, gg, None, None
+            gg = (gy * x).mul_(r).sum_to_size(ctx.g_shape).mul_(ctx.scale)
+        # ∂x = r·w⊙∂y − x·(⟨w⊙∂y, x⟩ r³), the second term zero where ‖x‖ < eps (there the norm is the constant eps)
+        gyw = gy * w
+        c = torch.linalg.vecdot(gyw, x).unsqueeze(-1).mul_(r.pow(3)).mul_(big)
+        return torch.addcmul(gyw.mul_(r), x, c, value=-1.0), gg, None, None
 
 
 def rms_norm(x: Tensor, g: Tensor, scale: float, eps: float = 1e-12) -> Tensor:
