@@ -18,7 +18,7 @@ from .model import ModelConfig
 from .optim import OptimConfig
 from .rank_control import RankControllerConfig
 
-RECORD_VERSION = 2  # bump when the training loop or the record layout changes meaning
+RECORD_VERSION = 3  # bump when the training loop, its arithmetic (3: lrdlib.fused) or the record layout changes
 METHODS = ("L2", "LRD", "Luon")
 SEED_STRENGTH = {"L2": 0.1, "LRD": 0.005, "Luon": 0.5}
 

@@ -317,7 +317,10 @@ def riemannian_fd_check(W: Tensor, n_dirs: int = 8, t: float = 1e-5, seed: int =
     sphere curve γ(s) = ‖W‖_F·(W + sH)/‖W + sH‖_F is taken by central differences with step
     min(t, σ_min/10) (r is smooth only on a neighbourhood of size ~σ_min) and compared with
     ⟨T/‖W‖_F, H⟩. Returns the largest |fd − analytic| / ‖T/‖W‖_F‖ (the relative error,
-    ~step² + rounding/step), the largest |⟨T, W⟩|/(‖T‖‖W‖) and the step used.
+    ~step² + rounding/step), the largest |⟨T, W⟩|/(‖T‖‖W‖), the step used, and the rounding
+    floor of the difference quotient, ε·n/(step·‖T/‖W‖_F‖) (ε = float64 machine epsilon,
+    n = min(shape): r is computed from n singular values, each exact to about ε·σ₁ ≤ ε‖W‖_F),
+    which dominates when σ_min forces a tiny step.
     """
     W = W.double()
     rho = spectral.fro(W)
@@ -338,4 +341,5 @@ def riemannian_fd_check(W: Tensor, n_dirs: int = 8, t: float = 1e-5, seed: int =
         fd = (spectral.nuc_fro_ratio(on_sphere(t)) - spectral.nuc_fro_ratio(on_sphere(-t))) / (2 * t)
         err = max(err, float((fd - spectral.inner(grad, H)).abs() / spectral.fro(grad)))
     ortho = float(spectral.inner(T, W).abs() / (spectral.fro(T) * rho))
-    return {"fd_rel_err": err, "tangent_cos": ortho, "step": t}
+    floor = torch.finfo(torch.float64).eps * min(W.shape) / (t * float(spectral.fro(grad)))
+    return {"fd_rel_err": err, "tangent_cos": ortho, "step": t, "rounding_floor": floor}

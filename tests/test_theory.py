@@ -89,6 +89,19 @@ def test_nuc_fro_ratio_gradient_matches_finite_differences_and_is_tangent():
     torch.testing.assert_close(c * W + sp.fro(W) * g, sp.polar(W), rtol=0, atol=1e-12)
     res = riemannian_fd_check(W, n_dirs=4)
     assert res["fd_rel_err"] < 1e-7 and res["tangent_cos"] < 1e-13
+    assert 0 < res["rounding_floor"] < 1e-8
+
+
+def test_riemannian_fd_check_near_rank_deficiency_is_rounding_limited():
+    """σ_min/σ₁ = 1e-8 forces a step ~1e-9: the difference quotient loses digits, and the error
+    stays below the reported rounding floor (the notebook's tolerance)."""
+    U, _ = torch.linalg.qr(_randn(12, 12, seed=7))
+    V, _ = torch.linalg.qr(_randn(12, 12, seed=8))
+    S = torch.logspace(0, -8, 12, dtype=torch.float64)
+    res = riemannian_fd_check(U @ torch.diag(S) @ V.T, n_dirs=4)
+    assert res["step"] == pytest.approx(1e-9)
+    assert res["rounding_floor"] > 1e-8
+    assert res["fd_rel_err"] < res["rounding_floor"]
 
 
 def test_sphere_gradient_projects_out_the_radial_part():
