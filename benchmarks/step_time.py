@@ -1,9 +1,14 @@
 """Milliseconds per training step of the seed configuration (batch 512, fp32) for L2, LRD and
-Luon: lrdlib's loop against the seed-style reference loop (``seed_reference.py``), in the same
-run, from the same initial weights. Prints the ratio reference/lrdlib per method.
+Luon: lrdlib's loop, eager and compiled (``RunConfig(compile=True)``, ``lrdlib.compiled``),
+against the seed-style reference loop (``seed_reference.py``), in the same run, from the same
+initial weights. Prints the ratio reference/lrdlib per method and mode.
 
     python benchmarks/step_time.py                  # CPU, 3 repeats of 100 steps
+    python benchmarks/step_time.py --modes eager    # skip the compiled loop
     python benchmarks/step_time.py --device cuda
+
+The compiled loop's one-off compilation is timed separately (``compile_s``) and kept out of
+the per-step time; it is paid once per process and (model shape, batch size).
 
 Before timing, both loops are run for a few steps on the same minibatches and their weights
 compared, so the timed computation is the same arithmetic (the max abs difference is printed).
@@ -26,6 +31,7 @@ from seed_reference import (RefTransformer, load_from_lrdlib, reference_batches,
                             reference_setup, reference_step)
 
 from lrdlib import seed_config  # noqa: E402
+from lrdlib.compiled import compile_model  # noqa: E402
 from lrdlib.data import make_split  # noqa: E402
 from lrdlib.decay import make_decay  # noqa: E402
 from lrdlib.model import build_model  # noqa: E402
@@ -33,10 +39,11 @@ from lrdlib.optim import build_optimizers, split_targets  # noqa: E402
 from lrdlib.train import BatchSampler, train_step  # noqa: E402
 
 
-def lrdlib_loop(method: str, device: str):
-    cfg = seed_config(method, device=device)
+def lrdlib_loop(method: str, device: str, compiled: bool = False):
+    cfg = seed_config(method, device=device, compile=compiled)
     split = make_split(cfg.task, device)
     model = build_model(cfg.model, 0, device)
+    net = compile_model(model) if compiled else model
     opts = build_optimizers(model, cfg.optim, cfg.targets)
     decay = make_decay(cfg.decay)
     targets = [p for _, p in split_targets(model, cfg.targets)[0]]
@@ -46,7 +53,8 @@ def lrdlib_loop(method: str, device: str):
     def step():
         state["step"] += 1
         idx = sampler.next()
-        return train_step(model, opts, decay, targets, split.x_train[idx], split.y_train[idx], state["step"])
+        m = net if len(idx) == cfg.batch_size else model   # as lrdlib.train does
+        return train_step(m, opts, decay, targets, split.x_train[idx], split.y_train[idx], state["step"])
 
     return cfg, split, model, opts, decay, targets, step
 
@@ -64,15 +72,16 @@ def reference_loop(method: str, device: str, init_state: dict, split, strength: 
     return ref, opts, decay, step
 
 
-def same_arithmetic(method: str, device: str, n: int = 5) -> float:
+def same_arithmetic(method: str, device: str, compiled: bool = False, n: int = 5) -> float:
     """Max |W_lrdlib − W_ref| after n steps on identical minibatches from identical weights."""
     cfg, split, model, opts, decay, targets, _ = lrdlib_loop(method, device)
+    net = compile_model(model) if compiled else model
     ref, ropts, rdecay, _ = reference_loop(method, device, model.state_dict(), split, _strength(cfg, method))
     g = torch.Generator().manual_seed(1)
     for s in range(1, n + 1):
         idx = torch.randint(len(split.y_train), (512,), generator=g).to(device)
         x, y = split.x_train[idx], split.y_train[idx]
-        train_step(model, opts, decay, targets, x, y, s)
+        train_step(net, opts, decay, targets, x, y, s)
         reference_step(ref, ropts, rdecay, x, y)
     mine = {k.replace("mlp.fc_in", "mlp.0").replace("mlp.fc_out", "mlp.2"): v for k, v in model.state_dict().items()}
     return max((mine[k].reshape(v.shape) - v).abs().max().item() for k, v in ref.state_dict().items())
@@ -82,16 +91,19 @@ def _strength(cfg, method):
     return {"L2": cfg.optim.weight_decay, "LRD": cfg.decay.strength, "Luon": cfg.optim.luon_lambda}[method]
 
 
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def time_steps(step, n: int, device: str, warmup: int = 10) -> float:
     for _ in range(warmup):
         step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(device)
     t = time.perf_counter()
     for _ in range(n):
         step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    _sync(device)
     return 1000 * (time.perf_counter() - t) / n
 
 
@@ -101,6 +113,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3, help="repeats, interleaved; the median is reported")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--methods", default="L2,LRD,Luon")
+    ap.add_argument("--modes", default="eager,compiled", help="lrdlib loops to time: eager, compiled or both")
     ap.add_argument("--out", default="build/benchmarks/step_time.json")
     a = ap.parse_args(argv)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
@@ -108,20 +121,39 @@ def main(argv=None) -> dict:
     methods = a.methods.split(",")
     dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
     print(f"device: {a.device} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    modes = a.modes.split(",")
+    bad = [x for x in modes if x not in ("eager", "compiled")]
+    if bad:
+        ap.error(f"--modes {a.modes}: unknown {bad}; valid: eager, compiled")
     rows = []
     for m in methods:
-        diff = same_arithmetic(m, a.device)
-        cfg, split, model, *_, step = lrdlib_loop(m, a.device)
+        loops, diffs, compile_s = {}, {}, None
+        for mode in modes:
+            cfg, split, model, *_, step = lrdlib_loop(m, a.device, compiled=mode == "compiled")
+            if mode == "compiled":   # the first call compiles (once per process); kept out of the step time
+                _sync(a.device)
+                t = time.perf_counter()
+                step()
+                _sync(a.device)
+                compile_s = time.perf_counter() - t
+            loops[mode] = step
+            diffs[mode] = same_arithmetic(m, a.device, compiled=mode == "compiled")
         *_, rstep = reference_loop(m, a.device, model.state_dict(), split, _strength(cfg, m))
-        ours, refs = [], []
-        for _ in range(a.repeats):
-            ours.append(time_steps(step, a.steps, a.device))
+        times = {mode: [] for mode in modes}
+        refs = []
+        for _ in range(a.repeats):   # interleaved, so a slow spell of the machine hits every loop
+            for mode in modes:
+                times[mode].append(time_steps(loops[mode], a.steps, a.device))
             refs.append(time_steps(rstep, a.steps, a.device))
-        o, r = statistics.median(ours), statistics.median(refs)
-        rows.append(dict(method=m, lrdlib_ms=o, reference_ms=r, ratio=r / o, max_abs_weight_diff_5_steps=diff,
-                         lrdlib_all=ours, reference_all=refs))
-        print(f"{m:5s} lrdlib {o:7.2f} ms/step   reference {r:7.2f} ms/step   ratio {r / o:5.2f}x   "
-              f"(same arithmetic: max |ΔW| after 5 steps = {diff:.1e})")
+        r = statistics.median(refs)
+        for mode in modes:
+            o = statistics.median(times[mode])
+            rows.append(dict(method=m, mode=mode, lrdlib_ms=o, reference_ms=r, ratio=r / o,
+                             max_abs_weight_diff_5_steps=diffs[mode], lrdlib_all=times[mode], reference_all=refs,
+                             compile_s=compile_s if mode == "compiled" else None))
+            extra = f", compilation {compile_s:.1f} s once" if mode == "compiled" else ""
+            print(f"{m:5s} {mode:8s} lrdlib {o:7.2f} ms/step   reference {r:7.2f} ms/step   ratio {r / o:5.2f}x   "
+                  f"(same arithmetic: max |ΔW| after 5 steps = {diffs[mode]:.1e}{extra})", flush=True)
     res = dict(device=a.device, device_name=dev_name, torch=torch.__version__, threads=torch.get_num_threads(),
                steps=a.steps, repeats=a.repeats, rows=rows)
     out = Path(a.out)

@@ -13,6 +13,9 @@ stop, process start-up and record writing included), for each way of running a s
               groups split into one stacked group per worker (``--group-size``, default: the
               runs shared out evenly), each worker single-threaded.
 
+``--compile`` gives every lrdlib run ``compile=True`` (``lrdlib.compiled``: full batches through
+``torch.compile``; each process compiles once, and that time is part of its wall time).
+
 Every lrdlib mode uses the seed's schedule too (``eval_every=200``, ``early_stop=True``) and a
 fresh cache folder, so nothing is reused. Grids:
 
@@ -31,6 +34,7 @@ reference run in full.
 
     python benchmarks/sweep_throughput.py                          # small grid, all modes, CPU
     python benchmarks/sweep_throughput.py --grid seed              # the target: ratio ≥ 3 on 2 cores
+    python benchmarks/sweep_throughput.py --grid seed --modes process,reference --compile
     python benchmarks/sweep_throughput.py --grid seed --device cuda --modes sequential,batched,reference
 
 Results: build/benchmarks/sweep_throughput.json. Timings on a machine shared with other work
@@ -77,9 +81,9 @@ def grid_runs(grid: str, steps: int) -> list[tuple[str, float, float]]:
     return [(m, r * 10 if m == "L2" else r, f) for f in g["fractions"] for r in g["rates"] for m in ("L2", "LRD")]
 
 
-def lrdlib_configs(runs, steps: int, device: str):
+def lrdlib_configs(runs, steps: int, device: str, compiled: bool = False):
     return [seed_config(m, s, train_frac=f, seed=0, steps=steps, eval_every=SEED_EVAL_EVERY, early_stop=True,
-                        device=device) for m, s, f in runs]
+                        device=device, compile=compiled) for m, s, f in runs]
 
 
 # --------------------------------------------------------------------------- the seed-style reference
@@ -182,6 +186,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--ref-steps", type=int, default=400, help="steps per sampled reference run (default 400)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads of the in-process modes and the reference (default: torch's, one per core)")
+    ap.add_argument("--compile", action="store_true", help="lrdlib runs with compile=True (torch.compile)")
     ap.add_argument("--out", default="build/benchmarks/sweep_throughput.json")
     a = ap.parse_args(argv)
     if a.threads:
@@ -194,11 +199,14 @@ def main(argv=None) -> dict:
         ap.error(f"unknown mode(s) {sorted(bad)}")
     steps = a.steps or GRIDS[a.grid]["steps"]
     runs = grid_runs(a.grid, steps)
-    configs = lrdlib_configs(runs, steps, a.device)
+    if a.compile and any(m in modes for m in ("batched", "process_batched")):
+        ap.error("--compile applies to single-run modes (sequential, process); the batched modes run eagerly")
+    configs = lrdlib_configs(runs, steps, a.device, a.compile)
     dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
     print(f"device: {a.device} ({dev_name}), {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; grid {a.grid}: {len(runs)} runs, budget {steps} steps, "
-          f"evaluation every {SEED_EVAL_EVERY} steps, early stop (val acc ≥ 0.99 twice)")
+          f"evaluation every {SEED_EVAL_EVERY} steps, early stop (val acc ≥ 0.99 twice)"
+          + ("; lrdlib runs compiled" if a.compile else ""))
 
     results: dict[str, dict] = {}
     lr_steps = None
@@ -242,7 +250,7 @@ def main(argv=None) -> dict:
     if sources:
         print("sources: " + ", ".join(f"{k} {v:.2f}" for k, v in sources.items()))
     res = dict(device=a.device, device_name=dev_name, cores=os.cpu_count(), torch=torch.__version__,
-               threads=torch.get_num_threads(), grid=a.grid, runs=len(runs), steps=steps,
+               threads=torch.get_num_threads(), grid=a.grid, runs=len(runs), steps=steps, compile=a.compile,
                eval_every=SEED_EVAL_EVERY, modes=results, sources=sources,
                time=time.strftime("%Y-%m-%d %H:%M:%S"))
     out = Path(a.out)

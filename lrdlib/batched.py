@@ -69,8 +69,9 @@ def signature(cfg: RunConfig) -> str | None:
     """What K runs must share to be trained as one stacked model (None: never batched).
 
     ``torch.optim.Muon`` (``optim.kind == "muon"``) takes 2-D parameters only and is not
-    batched; its runs are trained one by one."""
-    if cfg.optim.kind == "muon":
+    batched; its runs are trained one by one. Neither are ``compile=True`` runs: the stacked
+    model runs eagerly, and a compiled run's history has its own rounding."""
+    if cfg.optim.kind == "muon" or cfg.compile:
         return None
     d = cfg.to_dict()
     for path in _PER_RUN:
@@ -563,7 +564,7 @@ def train_batched(configs: Sequence[RunConfig], *, cache: RunCache | None = None
     sigs = {signature(c) for c in configs}
     if None in sigs or len(sigs) > 1:
         raise ValueError("train_batched needs configs of one compatible group (see compatible_groups); "
-                         f"got {len(sigs)} signatures" + (" including an unbatchable one (optim.kind='muon')" if None in sigs else ""))
+                         f"got {len(sigs)} signatures" + (" including an unbatchable one (optim.kind='muon' or compile=True)" if None in sigs else ""))
     if progress is None:
         progress = not os.environ.get("TQDM_DISABLE")
     cache = cache if cache is not None else RunCache()

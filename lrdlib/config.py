@@ -30,6 +30,9 @@ class RunConfig:
     seed: model initialisation and batch order. The task's ``split_seed`` sets the split.
     eval_every: evaluate (full train and validation sets, Q/K spectra) every this many steps.
     early_stop: stop once validation accuracy ≥ ``grok_threshold`` at two evaluations in a row.
+    compile: run the training forward/backward through ``torch.compile`` (``lrdlib.compiled``):
+        the same maths, faster on CPU after a one-off compilation, rounded differently, so
+        its history differs from the eager run's (and it has its own cache key).
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -44,6 +47,7 @@ class RunConfig:
     early_stop: bool = False
     grok_threshold: float = 0.99
     device: str = "cpu"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.model.vocab_size != self.task.vocab_size:
@@ -57,6 +61,8 @@ class RunConfig:
             raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
         if not 0 < self.grok_threshold <= 1:
             raise ValueError(f"grok_threshold={self.grok_threshold!r} must lie in (0, 1]")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile={self.compile!r} must be True or False")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ValueError(f"device={self.device!r}; valid: cpu, cuda, cuda:<index>")
 
@@ -72,7 +78,8 @@ class RunConfig:
         return cls(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]), optim=OptimConfig(**o),
                    decay=DecayConfig(**dc), targets=tuple(d["targets"]),
                    **{k: d[k] for k in ("steps", "batch_size", "eval_every", "seed", "early_stop",
-                                        "grok_threshold", "device")})
+                                        "grok_threshold", "device")},
+                   compile=d.get("compile", False))
 
     def key(self) -> str:
         """Stable hash of the config (and the record version): the cache key.

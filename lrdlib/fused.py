@@ -22,12 +22,19 @@ with fewer, larger passes:
                                            vanishes where ‖x‖ < eps, as in F.normalize),
       ∂g = scale · Σ_rows ∂y ⊙ x̂.
 
-Both match autograd's own gradients (``tests/test_fused.py``: float64 ``gradcheck`` and
+* ``gather_rows(table, index)`` = ``F.embedding(index, table)``. Eagerly it *is* that call.
+  Under ``torch.compile`` its backward (the scatter-add ∂table[r] = Σ_{index = r} ∂out) is an
+  opaque custom op running ATen's own CPU/CUDA kernel: inductor's generated scatter uses
+  atomic adds across threads, which on 2 CPU threads cost ~3 ms a step (more than all the
+  other fused kernels together) and make the sum order, hence the rounding, vary run to run.
+
+All match autograd's own gradients (``tests/test_fused.py``: float64 ``gradcheck`` and
 float32 agreement with the op-by-op versions); ``benchmarks/step_time.py`` measures the gain.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -126,3 +133,41 @@ def rms_norm(x: Tensor, g: Tensor, scale: float, eps: float = 1e-12) -> Tensor:
                          "or a shape ending in it that broadcasts against x")
     return _RMSNorm.apply(x, g, scale, eps)
 
+
+
+# ----------------------------------------------------------------------------- row gather
+@torch.library.custom_op("lrdlib::gather_rows_backward", mutates_args=())
+def _gather_rows_backward(grad: Tensor, index: Tensor, num_rows: int) -> Tensor:
+    """∂table of ``F.embedding(index, table)``: ATen's deterministic scatter-add kernel."""
+    return torch.ops.aten.embedding_dense_backward(grad, index, num_rows, -1, False)
+
+
+@_gather_rows_backward.register_fake
+def _(grad: Tensor, index: Tensor, num_rows: int) -> Tensor:
+    return grad.new_empty(num_rows, grad.shape[-1])
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_rows = table.shape[0]
+        return F.embedding(index, table)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (index,) = ctx.saved_tensors
+        return _gather_rows_backward(g.contiguous(), index, ctx.num_rows), None
+
+
+def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """table[index]: (R, d) rows picked by an integer ``index`` of any shape → (*index.shape, d).
+
+    Same values and gradient as ``F.embedding(index, table)`` (which is what runs eagerly);
+    inside ``torch.compile`` the backward stays ATen's deterministic kernel (see above)."""
+    if table.ndim != 2 or index.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"table {tuple(table.shape)} ({table.dtype}) and index ({index.dtype}): expected a 2-D "
+                         "table and an integer index")
+    if torch.compiler.is_compiling():
+        return _GatherRows.apply(table, index)
+    return F.embedding(index, table)

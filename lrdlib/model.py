@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fused import rms_norm, short_attention
+from .fused import gather_rows, rms_norm, short_attention
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class Transformer(nn.Module):
     def embed(self, tokens: Tensor) -> Tensor:
         if tokens.ndim != 2 or tokens.shape[1] > self.cfg.seq_len:
             raise ValueError(f"tokens of shape {tuple(tokens.shape)}: expected (B, T≤{self.cfg.seq_len})")
-        return self.embedding(tokens) + self.pos_embedding[: tokens.shape[1]]
+        return gather_rows(self.embedding.weight, tokens) + self.pos_embedding[: tokens.shape[1]]
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Logits at the last position, (B, vocab).
@@ -191,7 +191,7 @@ class Transformer(nn.Module):
             h = b0.norm1(self.embedding.weight[:, None] + self.pos_embedding[None, :T]).reshape(-1, x.shape[-1])
             q_tab, k_tab = att._qk(att.q_proj(h), att.k_proj(h))
             row = tokens * T + torch.arange(T, device=tokens.device)
-            q, k, v = (F.embedding(row, t) for t in (q_tab, k_tab, att.v_proj(h)))           # (B, T, d) each
+            q, k, v = (gather_rows(t, row) for t in (q_tab, k_tab, att.v_proj(h)))           # (B, T, d) each
             x = x + att.o_proj(short_attention(q, k, v, att.heads))
             x = x + b0.mlp(b0.norm2(x))
             first = 1

@@ -9,6 +9,7 @@ Every ``eval_every`` steps (and at s = 0 and the last step) the record gets
   * per target matrix W: stable rank ‖W‖_F²/σ₁², entropy rank, ‖W‖_*/‖W‖_F, ‖W‖_F, top σᵢ,
   * per target matrix, at that step: the radial and tangential norms (with respect to W) of
     the task gradient G, of the decay's displacement, and of the whole update ΔW.
+With ``cfg.compile``, full batches go through ``torch.compile`` (``lrdlib.compiled``).
 A non-finite loss stops the run with ``status = "diverged"``; the caller gets the record.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from . import spectral
 from .cache import RunCache
+from .compiled import compile_model
 from .config import RunConfig
 from .data import Split, commutativity_ceiling, make_split
 from .decay import apply_decay, make_decay
@@ -166,6 +168,7 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
         raise ValueError(f"device={cfg.device!r} requested but CUDA is not available here; use device='cpu'")
     split: Split = make_split(cfg.task, device)
     model = build_model(cfg.model, cfg.seed, device)
+    fast = compile_model(model) if cfg.compile else model   # full batches only (see lrdlib.compiled)
     opts = build_optimizers(model, cfg.optim, cfg.targets)
     decay = make_decay(cfg.decay)
     tgt = split_targets(model, cfg.targets)[0]
@@ -204,7 +207,8 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
         idx = sampler.next()
         measure = step % cfg.eval_every == 0 or step == cfg.steps
         probe = _Probe() if measure else None
-        loss = train_step(model, opts, decay, params, split.x_train[idx], split.y_train[idx], step, probe)
+        net = fast if len(idx) == cfg.batch_size else model
+        loss = train_step(net, opts, decay, params, split.x_train[idx], split.y_train[idx], step, probe)
         pbar.update(1)
         if measure:
             tang_steps.append(step)
