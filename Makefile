@@ -1,6 +1,8 @@
 # lrd-companion — set-up, tests and reproduction. Needs Python 3.11 and make only.
 #
 #   make test                      create .venv if missing, install, run the test suite
+#   make test-fast                 the suite without the slow tests (notebooks, process pools): under 2 minutes
+#   make lint                      ruff on lrdlib/, tests/, benchmarks/ and the notebooks
 #   make reproduce                 execute every notebook with papermill (PROFILE=quick)
 #   make reproduce PROFILE=paper DEVICE=cuda
 #   make notebook NB=03            execute one notebook (by number or file name)
@@ -15,7 +17,7 @@ NB      ?=
 KERNEL  := lrd-companion
 BUILD   := build
 PY      := $(VENV)/bin/python
-TORCH   := torch==2.13.0
+# constraints.txt pins torch to the version the figures were made with (the package needs >= 2.9).
 # CPU builds of torch come from PyTorch's CPU index (PEP 440 ranks 2.13.0+cpu above PyPI's CUDA
 # build of 2.13.0); DEVICE=cuda takes PyPI's default (CUDA) build instead.
 ifeq ($(DEVICE),cpu)
@@ -29,20 +31,26 @@ ifneq ($(NB),)
 NOTEBOOKS := $(sort $(wildcard notebooks/$(NB)*.ipynb notebooks/$(NB)))
 endif
 
-.PHONY: venv test reproduce notebook lab benchmark clean
+.PHONY: venv test test-fast lint reproduce notebook lab benchmark clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --timeout 20 --retries 1 $(TORCH_INDEX) "$(TORCH)"
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --timeout 20 --retries 1 $(TORCH_INDEX) -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	@touch $@
 
 test: venv
 	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check lrdlib tests benchmarks notebooks
 
 reproduce: venv
 	@test -n "$(NOTEBOOKS)" || { echo "no notebook matches NB=$(NB)"; exit 2; }
@@ -58,6 +66,7 @@ reproduce: venv
 notebook: reproduce
 
 lab: venv
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 benchmark: venv

@@ -1,9 +1,9 @@
 """What does Newton-Schulz save over an SVD? Wall time of
 
-    ns_cubic5     lrdlib.spectral.newton_schulz(W, 5, "cubic")    (the seed's LRD direction)
-    ns_quintic5   lrdlib.spectral.newton_schulz(W, 5, "quintic")  (Muon's)
-    svd           torch.linalg.svd(W, full_matrices=False)        (exact U Vᵀ needs it)
-    svdvals       torch.linalg.svdvals(W)                         (singular values only)
+    ns_cubic5     lrdlib.newton_schulz.newton_schulz(W, 5, "cubic")    (the seed's LRD direction)
+    ns_quintic5   lrdlib.newton_schulz.newton_schulz(W, 5, "quintic")  (Muon's)
+    svd           torch.linalg.svd(W, full_matrices=False)             (exact U Vᵀ needs it)
+    svdvals       torch.linalg.svdvals(W)                              (singular values only)
 
 on square float32 matrices n × n, n from 64 to 4096, one matrix and a batch of ``--batch``
 (batched only up to ``--max-batched``). Median over ``--repeats`` timed calls after one
@@ -32,12 +32,12 @@ from pathlib import Path
 
 import torch
 
-from lrdlib import spectral
+from lrdlib.newton_schulz import newton_schulz
 
 DEFAULT_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 METHODS = {
-    "ns_cubic5": lambda W: spectral.newton_schulz(W, 5, "cubic"),
-    "ns_quintic5": lambda W: spectral.newton_schulz(W, 5, "quintic"),
+    "ns_cubic5": lambda W: newton_schulz(W, 5, "cubic"),
+    "ns_quintic5": lambda W: newton_schulz(W, 5, "quintic"),
     "svd": lambda W: torch.linalg.svd(W, full_matrices=False),
     "svdvals": torch.linalg.svdvals,
 }

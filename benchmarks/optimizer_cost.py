@@ -28,10 +28,10 @@ import lrdlib.decay as decay_mod
 import lrdlib.optim as optim_mod
 from lrdlib import seed_config
 from lrdlib.data import make_split
-from lrdlib.decay import DecayConfig, apply_decay, make_decay
+from lrdlib.decay import apply_decay, make_decay
 from lrdlib.model import build_model
 from lrdlib.optim import OptimConfig, build_optimizers, split_targets
-from lrdlib.train import BatchSampler, train_step
+from lrdlib.training import BatchSampler, train_step
 
 ARMS = {
     "LRD + AdamW": lambda: seed_config("LRD", 0.005),
@@ -47,24 +47,21 @@ class NSCounter:
         self.n = 0
 
     def __enter__(self):
-        self._orig = (decay_mod.spectral.newton_schulz, optim_mod.spectral.newton_schulz,
-                      torch_muon._zeropower_via_newtonschulz)
+        # decay and optim each import newton_schulz by name: patch both bindings
+        self._orig = (decay_mod.newton_schulz, optim_mod.newton_schulz, torch_muon._zeropower_via_newtonschulz)
 
-        def ours(W, *a, **k):
-            self.n += W[..., 0, 0].numel()
-            return self._orig[0](W, *a, **k)
+        def wrap(fn):
+            def counted(W, *a, **k):
+                self.n += W[..., 0, 0].numel()
+                return fn(W, *a, **k)
+            return counted
 
-        def theirs(G, *a, **k):
-            self.n += G[..., 0, 0].numel()
-            return self._orig[2](G, *a, **k)
-
-        decay_mod.spectral.newton_schulz = ours  # same module object as optim_mod.spectral
-        torch_muon._zeropower_via_newtonschulz = theirs
+        decay_mod.newton_schulz, optim_mod.newton_schulz = wrap(self._orig[0]), wrap(self._orig[1])
+        torch_muon._zeropower_via_newtonschulz = wrap(self._orig[2])
         return self
 
     def __exit__(self, *exc):
-        decay_mod.spectral.newton_schulz = self._orig[0]
-        torch_muon._zeropower_via_newtonschulz = self._orig[2]
+        decay_mod.newton_schulz, optim_mod.newton_schulz, torch_muon._zeropower_via_newtonschulz = self._orig
 
 
 def setup(arm: str, device: str):

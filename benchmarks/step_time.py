@@ -1,11 +1,15 @@
 """Milliseconds per training step of the seed configuration (batch 512, fp32) for L2, LRD and
-Luon: lrdlib's loop, eager and compiled (``RunConfig(compile=True)``, ``lrdlib.compiled``),
+Luon: lrdlib's loop, eager and compiled (``RunConfig(compile=True)``, ``lrdlib.model.compile_model``),
 against the seed-style reference loop (``seed_reference.py``), in the same run, from the same
 initial weights. Prints the ratio reference/lrdlib per method and mode.
 
     python benchmarks/step_time.py                  # CPU, 3 repeats of 100 steps
     python benchmarks/step_time.py --modes eager    # skip the compiled loop
     python benchmarks/step_time.py --device cuda
+    python benchmarks/step_time.py --methods LRD --steps 60
+
+The machine may be shared: the loops are interleaved, the median over repeats is the result and
+the fastest repeat (``min``) is printed beside it.
 
 The compiled loop's one-off compilation is timed separately (``compile_s``) and kept out of
 the per-step time; it is paid once per process and (model shape, batch size).
@@ -27,16 +31,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_reference import (RefTransformer, load_from_lrdlib, reference_batches,  # noqa: E402
-                            reference_setup, reference_step)
+from seed_reference import RefTransformer, load_from_lrdlib, reference_batches, reference_setup, reference_step  # noqa: E402
 
 from lrdlib import seed_config  # noqa: E402
-from lrdlib.compiled import compile_model  # noqa: E402
 from lrdlib.data import make_split  # noqa: E402
 from lrdlib.decay import make_decay  # noqa: E402
-from lrdlib.model import build_model  # noqa: E402
+from lrdlib.model import build_model, compile_model  # noqa: E402
 from lrdlib.optim import build_optimizers, split_targets  # noqa: E402
-from lrdlib.train import BatchSampler, train_step  # noqa: E402
+from lrdlib.training import BatchSampler, train_step  # noqa: E402
 
 
 def lrdlib_loop(method: str, device: str, compiled: bool = False):
@@ -50,13 +52,16 @@ def lrdlib_loop(method: str, device: str, compiled: bool = False):
     sampler = BatchSampler(len(split.y_train), cfg.batch_size, 0, torch.device(device))
     state = {"step": 0}
 
-    def step():
+    def train_on(x, y):
         state["step"] += 1
-        idx = sampler.next()
-        m = net if len(idx) == cfg.batch_size else model   # as lrdlib.train does
-        return train_step(m, opts, decay, targets, split.x_train[idx], split.y_train[idx], state["step"])
+        m = net if len(y) == cfg.batch_size else model   # as lrdlib.training does
+        return train_step(m, opts, decay, targets, x, y, state["step"])
 
-    return cfg, split, model, opts, decay, targets, step
+    def step():
+        idx = sampler.next()
+        return train_on(split.x_train[idx], split.y_train[idx])
+
+    return cfg, split, model, train_on, step
 
 
 def reference_loop(method: str, device: str, init_state: dict, split, strength: float):
@@ -72,19 +77,23 @@ def reference_loop(method: str, device: str, init_state: dict, split, strength: 
     return ref, opts, decay, step
 
 
-def same_arithmetic(method: str, device: str, compiled: bool = False, n: int = 5) -> float:
-    """Max |W_lrdlib − W_ref| after n steps on identical minibatches from identical weights."""
-    cfg, split, model, opts, decay, targets, _ = lrdlib_loop(method, device)
-    net = compile_model(model) if compiled else model
+def same_arithmetic(method: str, device: str, cfg, split, model, train_on, n: int = 5) -> tuple[float, float]:
+    """(max |W_lrdlib − W_ref| after n steps on identical minibatches from identical weights, the
+    first step's seconds: the one-off compilation of a compiled loop). Leaves the loop n steps on."""
     ref, ropts, rdecay, _ = reference_loop(method, device, model.state_dict(), split, _strength(cfg, method))
     g = torch.Generator().manual_seed(1)
-    for s in range(1, n + 1):
-        idx = torch.randint(len(split.y_train), (512,), generator=g).to(device)
+    first = None
+    for _s in range(1, n + 1):
+        idx = torch.randint(len(split.y_train), (cfg.batch_size,), generator=g).to(device)
         x, y = split.x_train[idx], split.y_train[idx]
-        train_step(net, opts, decay, targets, x, y, s)
+        _sync(device)
+        t = time.perf_counter()
+        train_on(x, y)
+        _sync(device)
+        first = time.perf_counter() - t if first is None else first
         reference_step(ref, ropts, rdecay, x, y)
     mine = {k.replace("mlp.fc_in", "mlp.0").replace("mlp.fc_out", "mlp.2"): v for k, v in model.state_dict().items()}
-    return max((mine[k].reshape(v.shape) - v).abs().max().item() for k, v in ref.state_dict().items())
+    return max((mine[k].reshape(v.shape) - v).abs().max().item() for k, v in ref.state_dict().items()), first
 
 
 def _strength(cfg, method):
@@ -127,32 +136,29 @@ def main(argv=None) -> dict:
         ap.error(f"--modes {a.modes}: unknown {bad}; valid: eager, compiled")
     rows = []
     for m in methods:
-        loops, diffs, compile_s = {}, {}, None
+        steps, diffs, compile_s = {}, {}, {}
         for mode in modes:
-            cfg, split, model, *_, step = lrdlib_loop(m, a.device, compiled=mode == "compiled")
-            if mode == "compiled":   # the first call compiles (once per process); kept out of the step time
-                _sync(a.device)
-                t = time.perf_counter()
-                step()
-                _sync(a.device)
-                compile_s = time.perf_counter() - t
-            loops[mode] = step
-            diffs[mode] = same_arithmetic(m, a.device, compiled=mode == "compiled")
-        *_, rstep = reference_loop(m, a.device, model.state_dict(), split, _strength(cfg, m))
+            cfg, split, model, train_on, step = lrdlib_loop(m, a.device, mode == "compiled")
+            init = {k: t.clone() for k, t in model.state_dict().items()}
+            diffs[mode], first = same_arithmetic(m, a.device, cfg, split, model, train_on)
+            compile_s[mode] = first if mode == "compiled" else None   # kept out of the step time
+            steps[mode] = step
+        *_, rstep = reference_loop(m, a.device, init, split, _strength(cfg, m))
         times = {mode: [] for mode in modes}
         refs = []
         for _ in range(a.repeats):   # interleaved, so a slow spell of the machine hits every loop
             for mode in modes:
-                times[mode].append(time_steps(loops[mode], a.steps, a.device))
+                times[mode].append(time_steps(steps[mode], a.steps, a.device))
             refs.append(time_steps(rstep, a.steps, a.device))
         r = statistics.median(refs)
         for mode in modes:
-            o = statistics.median(times[mode])
+            o, c = statistics.median(times[mode]), compile_s[mode]
             rows.append(dict(method=m, mode=mode, lrdlib_ms=o, reference_ms=r, ratio=r / o,
                              max_abs_weight_diff_5_steps=diffs[mode], lrdlib_all=times[mode], reference_all=refs,
-                             compile_s=compile_s if mode == "compiled" else None))
-            extra = f", compilation {compile_s:.1f} s once" if mode == "compiled" else ""
-            print(f"{m:5s} {mode:8s} lrdlib {o:7.2f} ms/step   reference {r:7.2f} ms/step   ratio {r / o:5.2f}x   "
+                             compile_s=c))
+            extra = f", compilation {c:.1f} s once" if c is not None else ""
+            print(f"{m:5s} {mode:8s} lrdlib {o:7.2f} ms/step (min {min(times[mode]):6.2f})   reference {r:7.2f} "
+                  f"ms/step (min {min(refs):6.2f})   ratio {r / o:5.2f}x   "
                   f"(same arithmetic: max |ΔW| after 5 steps = {diffs[mode]:.1e}{extra})", flush=True)
     res = dict(device=a.device, device_name=dev_name, torch=torch.__version__, threads=torch.get_num_threads(),
                steps=a.steps, repeats=a.repeats, rows=rows)

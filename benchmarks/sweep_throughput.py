@@ -8,12 +8,11 @@ stop, process start-up and record writing included), for each way of running a s
   sequential  ``run_sweep(configs)``: lrdlib's loop, run after run, in this process;
   process     ``run_sweep(configs, executor="process")``: a pool of one worker per core, one
               torch thread each;
-  batched     ``run_sweep(configs, batched=True)``: compatible runs as one stacked model;
-  process_batched  ``run_sweep(configs, executor="process", batched=True)``: the compatible
-              groups split into one stacked group per worker (``--group-size``, default: the
-              runs shared out evenly), each worker single-threaded.
 
-``--compile`` gives every lrdlib run ``compile=True`` (``lrdlib.compiled``: full batches through
+(The stacked many-runs-in-one-model mode was removed with ``lrdlib.batched``: on this CPU it was
+slower than the process pool, and no GPU measurement justified keeping a second training loop.)
+
+``--compile`` gives every lrdlib run ``compile=True`` (``lrdlib.model.compile_model``: full batches through
 ``torch.compile``; each process compiles once, and that time is part of its wall time).
 
 Every lrdlib mode uses the seed's schedule too (``eval_every=200``, ``early_stop=True``) and a
@@ -35,7 +34,7 @@ reference run in full.
     python benchmarks/sweep_throughput.py                          # small grid, all modes, CPU
     python benchmarks/sweep_throughput.py --grid seed              # the target: ratio ≥ 3 on 2 cores
     python benchmarks/sweep_throughput.py --grid seed --modes process,reference --compile
-    python benchmarks/sweep_throughput.py --grid seed --device cuda --modes sequential,batched,reference
+    python benchmarks/sweep_throughput.py --grid seed --device cuda --modes sequential,reference
 
 Results: build/benchmarks/sweep_throughput.json. Timings on a machine shared with other work
 are unreliable (a multi-threaded run waits for its threads, and a busy co-tenant delays one of
@@ -57,8 +56,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_reference import (RefTransformer, load_from_lrdlib, reference_batches,  # noqa: E402
-                            reference_setup, reference_step)
+from seed_reference import (  # noqa: E402
+    PairDataset,  # noqa: E402
+    RefTransformer,
+    load_from_lrdlib,
+    reference_batches,
+    reference_setup,
+    reference_step,
+)
 from torch.utils.data import DataLoader  # noqa: E402
 
 from lrdlib import seed_config  # noqa: E402
@@ -66,7 +71,6 @@ from lrdlib.cache import RunCache  # noqa: E402
 from lrdlib.data import make_split  # noqa: E402
 from lrdlib.model import build_model  # noqa: E402
 from lrdlib.sweep import run_sweep  # noqa: E402
-from seed_reference import PairDataset  # noqa: E402
 
 GRIDS = {
     "small": dict(fractions=[0.3, 0.6], rates=[1e-3, 1e-2], steps=300),
@@ -132,7 +136,7 @@ def run_reference(runs, steps: int, device: str, sample: int, ref_steps: int, lr
                 "steps_total": sum(r["steps"] for r in rs)}
     if lrdlib_steps is None:
         raise SystemExit("sampling the reference needs the steps each run takes: include an lrdlib mode "
-                         "(sequential, process or batched) or pass --ref-runs 0 to time every reference run")
+                         "(sequential or process) or pass --ref-runs 0 to time every reference run")
     # spread the sample over both methods and the fraction range
     idx = np.unique(np.linspace(0, len(runs) - 1, sample).round().astype(int))
     per_method: dict[str, list] = {}
@@ -151,7 +155,7 @@ def run_reference(runs, steps: int, device: str, sample: int, ref_steps: int, lr
 
 
 # --------------------------------------------------------------------------- lrdlib modes
-def run_mode(mode: str, configs, workers: int | None, group_size: int | None = None) -> tuple[float, list[dict]]:
+def run_mode(mode: str, configs, workers: int | None) -> tuple[float, list[dict]]:
     with tempfile.TemporaryDirectory(prefix=f"sweep-bench-{mode}-") as d:
         kw = dict(cache=RunCache(d), progress=False, return_records=True)
         t0 = time.perf_counter()
@@ -159,12 +163,6 @@ def run_mode(mode: str, configs, workers: int | None, group_size: int | None = N
             _, recs = run_sweep(configs, **kw)
         elif mode == "process":
             _, recs = run_sweep(configs, executor="process", workers=workers, **kw)
-        elif mode == "batched":
-            _, recs = run_sweep(configs, batched=True, group_size=group_size, **kw)
-        elif mode == "process_batched":
-            _, recs = run_sweep(configs, executor="process", workers=workers, batched=True,
-                                group_size=group_size or -(-len(configs) // (2 * (workers or os.cpu_count() or 1))),
-                                **kw)
         else:
             raise ValueError(mode)
         if configs[0].device.startswith("cuda"):
@@ -177,9 +175,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--grid", choices=list(GRIDS), default="small")
     ap.add_argument("--steps", type=int, default=None, help="step budget per run (default: the grid's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--modes", default="sequential,process,batched,reference")
+    ap.add_argument("--modes", default="sequential,process,reference")
     ap.add_argument("--workers", type=int, default=None, help="process pool size (default: one per core)")
-    ap.add_argument("--group-size", type=int, default=None, help="runs per stacked group in the batched modes")
     ap.add_argument("--ref-runs", type=int, default=None,
                     help="reference runs to time (spread over the grid) and extrapolate from; 0 = time all "
                          "(default: all for small, 6 for seed)")
@@ -194,13 +191,11 @@ def main(argv=None) -> dict:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {a.device}: CUDA is not available on this machine")
     modes = [m for m in a.modes.split(",") if m]
-    bad = set(modes) - {"sequential", "process", "batched", "process_batched", "reference"}
+    bad = set(modes) - {"sequential", "process", "reference"}
     if bad:
         ap.error(f"unknown mode(s) {sorted(bad)}")
     steps = a.steps or GRIDS[a.grid]["steps"]
     runs = grid_runs(a.grid, steps)
-    if a.compile and any(m in modes for m in ("batched", "process_batched")):
-        ap.error("--compile applies to single-run modes (sequential, process); the batched modes run eagerly")
     configs = lrdlib_configs(runs, steps, a.device, a.compile)
     dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
     print(f"device: {a.device} ({dev_name}), {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -211,7 +206,7 @@ def main(argv=None) -> dict:
     results: dict[str, dict] = {}
     lr_steps = None
     for mode in [m for m in modes if m != "reference"]:
-        wall, recs = run_mode(mode, configs, a.workers, a.group_size)
+        wall, recs = run_mode(mode, configs, a.workers)
         failed = [r for r in recs if r["status"] == "failed"]
         if failed:
             print(f"  {mode}: {len(failed)} runs failed: {failed[0]['error']}")
@@ -232,7 +227,7 @@ def main(argv=None) -> dict:
               f"({'measured' if r['measured'] else 'extrapolated from ' + str(r['runs_timed']) + ' sampled runs'})")
     ref = results.get("reference")
     if ref:
-        for mode, r in results.items():
+        for r in results.values():
             r["speedup_vs_reference"] = ref["wall_s"] / r["wall_s"]
         print("end-to-end speed-up over the seed-style sequential loop: " +
               ", ".join(f"{m} {r['speedup_vs_reference']:.2f}x" for m, r in results.items() if m != "reference"))
@@ -242,8 +237,6 @@ def main(argv=None) -> dict:
         sources["early_stop_share_of_budget"] = seq["steps_total"] / (steps * len(runs))
         if "process" in results:
             sources["process_pool_over_sequential"] = seq["wall_s"] / results["process"]["wall_s"]
-        if "batched" in results:
-            sources["batched_over_sequential"] = seq["wall_s"] / results["batched"]["wall_s"]
         if ref:
             ref_ms = ref.get("ms_per_step") or float(np.mean(list(ref["ms_per_step_by_method"].values())))
             sources["per_step_reference_over_sequential"] = ref_ms / (1000 * seq["wall_s"] / seq["steps_total"])

@@ -1,7 +1,9 @@
 """Run records → tidy pandas tables (one row per run × evaluation step), and the
 summaries every chapter reports: steps-to-grok per arm (median, range, share grokked).
 
-``records`` arguments are ``{arm label: [record, ...]}`` with one record per seed.
+``records`` arguments are ``{arm label: [record, ...]}`` with one record per seed. A ``failed``
+record (a run that raised, as ``run_sweep(return_records=True)`` returns it) has no history:
+the frames skip it and ``grok_table`` counts it in its ``failed`` column, not among the seeds.
 """
 from __future__ import annotations
 
@@ -11,57 +13,60 @@ import pandas as pd
 Records = dict[str, list[dict]]
 
 
-def history_frame(records: Records) -> pd.DataFrame:
-    """arm, seed, step, train/val loss and accuracy."""
+def _trained(recs: list[dict]) -> list[dict]:
+    return [r for r in recs if r.get("status") != "failed"]
+
+
+def _frame(records: Records, per_run) -> pd.DataFrame:
+    """Concatenate ``per_run(record) -> [(matrix or None, frame with a step column)]`` over
+    every trained record, with arm, seed (and matrix) columns in front."""
     rows = []
     for arm, recs in records.items():
-        for r in recs:
-            h = pd.DataFrame(r["history"])
-            h.insert(0, "seed", r["config"]["seed"])
-            h.insert(0, "arm", arm)
-            rows.append(h)
-    return pd.concat(rows, ignore_index=True)
+        for r in _trained(recs):
+            for matrix, df in per_run(r):
+                if matrix is not None:
+                    df.insert(0, "matrix", matrix)
+                df.insert(0, "seed", r["config"]["seed"])
+                df.insert(0, "arm", arm)
+                rows.append(df)
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def history_frame(records: Records) -> pd.DataFrame:
+    """arm, seed, step, train/val loss and accuracy (null values of a diverged run: NaN)."""
+    return _frame(records, lambda r: [(None, pd.DataFrame(r["history"]))])
 
 
 def spectra_frame(records: Records) -> pd.DataFrame:
-    """arm, seed, step, matrix, stable_rank, entropy_rank, nuc_over_fro, fro, sigma1."""
-    rows = []
-    for arm, recs in records.items():
-        for r in recs:
-            steps = r["history"]["step"]
-            for name, s in r["spectra"].items():
-                df = pd.DataFrame({k: s[k] for k in ("stable_rank", "entropy_rank", "nuc_over_fro", "fro")})
-                df["sigma1"] = [t[0] for t in s["top_sv"]]
-                df.insert(0, "step", steps[: len(df)])
-                df.insert(0, "matrix", name)
-                df.insert(0, "seed", r["config"]["seed"])
-                df.insert(0, "arm", arm)
-                rows.append(df)
-    return pd.concat(rows, ignore_index=True)
+    """arm, seed, matrix, step, stable_rank, entropy_rank, nuc_over_fro, fro, sigma1."""
+    def per_run(r):
+        for name, s in r["spectra"].items():
+            df = pd.DataFrame({k: s[k] for k in ("stable_rank", "entropy_rank", "nuc_over_fro", "fro")})
+            df["sigma1"] = [t[0] for t in s["top_sv"]]
+            df.insert(0, "step", r["history"]["step"][: len(df)])
+            yield name, df
+    return _frame(records, per_run)
 
 
 def tangential_frame(records: Records) -> pd.DataFrame:
-    """arm, seed, step, matrix and the radial/tangential norms of the task gradient, the
-    decay's displacement and the whole update (see ``lrdlib.train``)."""
-    rows = []
-    for arm, recs in records.items():
-        for r in recs:
-            t = r["tangential"]
-            for name in r["targets"]:
-                df = pd.DataFrame(t[name])
-                df.insert(0, "step", t["step"][: len(df)])
-                df.insert(0, "matrix", name)
-                df.insert(0, "seed", r["config"]["seed"])
-                df.insert(0, "arm", arm)
-                rows.append(df)
-    return pd.concat(rows, ignore_index=True)
+    """arm, seed, matrix, step and, per target matrix, the radial/tangential norms of the task
+    gradient, the optimiser's update, the decay's displacement and the whole update, and the
+    angles per step and in total (see ``lrdlib.training``)."""
+    def per_run(r):
+        t = r["tangential"]
+        for name in r["targets"]:
+            df = pd.DataFrame(t[name])
+            df.insert(0, "step", t["step"][: len(df)])
+            yield name, df
+    return _frame(records, per_run)
 
 
 def grok_table(records: Records) -> pd.DataFrame:
     """Per arm: seeds, grokked seeds, steps-to-grok per seed, median and range (grokked
     seeds only), and the median final validation accuracy."""
     out = []
-    for arm, recs in records.items():
+    for arm, all_recs in records.items():
+        recs = _trained(all_recs)
         steps = [r["steps_to_grok"] for r in recs]
         ok = [s for s in steps if s is not None]
         out.append({
@@ -72,9 +77,10 @@ def grok_table(records: Records) -> pd.DataFrame:
             "median": float(np.median(ok)) if ok else np.nan,
             "min": min(ok) if ok else np.nan,
             "max": max(ok) if ok else np.nan,
-            "final_val_acc": float(np.median([r["final_val_acc"] for r in recs])),
-            "budget": recs[0]["config"]["steps"],
+            "final_val_acc": float(np.median([r["final_val_acc"] for r in recs])) if recs else np.nan,
+            "budget": all_recs[0]["config"]["steps"],
             "diverged": sum(r["status"] == "diverged" for r in recs),
+            "failed": len(all_recs) - len(recs),
         })
     return pd.DataFrame(out).set_index("arm")
 

@@ -8,31 +8,38 @@ hash (the cache key), and the three seed methods as presets.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
+
+import torch
 
 from .data import TaskConfig
 from .decay import DecayConfig
-from .model import ModelConfig
+from .fields import check_range, normalise
+from .model import ModelConfig, Transformer
 from .optim import OptimConfig
 from .rank_control import RankControllerConfig
 
-RECORD_VERSION = 3  # bump when the training loop, its arithmetic (3: lrdlib.fused) or the record layout changes
+RECORD_VERSION = 4  # bump when the loop, its arithmetic or the record changes (4: F.rms_norm/SDPA, angles, full-config key)
 METHODS = ("L2", "LRD", "Luon")
 SEED_STRENGTH = {"L2": 0.1, "LRD": 0.005, "Luon": 0.5}
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run's history (on a given device).
 
-    seed: model initialisation and batch order. The task's ``split_seed`` sets the split.
+    seed: model initialisation and batch order, 0 ≤ seed < 2⁶³. The task's ``split_seed`` sets the split.
+    targets: substrings naming the matrices the decay and the target optimiser act on; they must
+        match at least one 2-D parameter of the model, all of one shape (they are processed as one stack).
     eval_every: evaluate (full train and validation sets, Q/K spectra) every this many steps.
     early_stop: stop once validation accuracy ≥ ``grok_threshold`` at two evaluations in a row.
-    compile: run the training forward/backward through ``torch.compile`` (``lrdlib.compiled``):
-        the same maths, faster on CPU after a one-off compilation, rounded differently, so
-        its history differs from the eager run's (and it has its own cache key).
+    compile: run the training forward/backward through ``torch.compile``: the same maths, faster
+        on CPU after a one-off compilation, rounded differently (so its own history and cache key).
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -50,47 +57,40 @@ class RunConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        normalise(self)
         if self.model.vocab_size != self.task.vocab_size:
             raise ValueError(f"model.vocab_size={self.model.vocab_size} but the task mod p={self.task.p} "
                              f"needs vocab_size={self.task.vocab_size}")
         for name in ("steps", "batch_size", "eval_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r} must be a positive integer")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed={self.seed!r} must be a non-negative integer")
-        if not 0 < self.grok_threshold <= 1:
-            raise ValueError(f"grok_threshold={self.grok_threshold!r} must lie in (0, 1]")
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"compile={self.compile!r} must be True or False")
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            check_range(self, name, 1)
+        check_range(self, "seed", 0, 2 ** 63, hi_open=True)
+        check_range(self, "grok_threshold", 0, 1, lo_open=True)
+        if not _DEVICE.match(self.device):
             raise ValueError(f"device={self.device!r}; valid: cpu, cuda, cuda:<index>")
+        _check_targets(self.model, self.targets)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        o = dict(d["optim"])
-        o["betas"] = tuple(o["betas"])
+    def from_dict(cls, d: dict) -> RunConfig:
         dc = dict(d["decay"])
         dc["controller"] = RankControllerConfig(**dc.get("controller", {}))
-        return cls(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]), optim=OptimConfig(**o),
-                   decay=DecayConfig(**dc), targets=tuple(d["targets"]),
-                   **{k: d[k] for k in ("steps", "batch_size", "eval_every", "seed", "early_stop",
-                                        "grok_threshold", "device")},
-                   compile=d.get("compile", False))
+        top = {k: d[k] for k in ("targets", "steps", "batch_size", "eval_every", "seed", "early_stop",
+                                 "grok_threshold", "device", "compile") if k in d}
+        return cls(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]), optim=OptimConfig(**d["optim"]),
+                   decay=DecayConfig(**dc), **top)
 
     def key(self) -> str:
-        """Stable hash of the config (and the record version): the cache key.
+        """The cache key: a hash of the whole normalised config and the record version.
 
-        Only fields that differ from their defaults enter the hash, so adding a new field
-        (with a default that keeps the old behaviour) does not invalidate cached runs.
+        Every field enters (defaults included), so changing a default changes the key of every
+        config that uses it; equal configs (``1`` vs ``1.0``, ``True`` vs ``1``) share one key.
         """
-        blob = json.dumps({"v": RECORD_VERSION, "cfg": _non_default(self)}, sort_keys=True)
+        blob = json.dumps({"v": RECORD_VERSION, "cfg": self.to_dict()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         """A copy with top-level fields changed; nested ones with ``task__train_frac=0.3`` etc."""
         nested: dict[str, dict] = {}
         top = {}
@@ -105,19 +105,24 @@ class RunConfig:
         return dataclasses.replace(self, **top)
 
 
-def _non_default(obj) -> dict:
-    out = {}
-    for f in dataclasses.fields(obj):
-        v = getattr(obj, f.name)
-        if dataclasses.is_dataclass(v):
-            sub = _non_default(v)
-            if sub:
-                out[f.name] = sub
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if v != default:
-            out[f.name] = list(v) if isinstance(v, tuple) else v
-    return out
+@functools.lru_cache(maxsize=64)
+def _matrix_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Name → shape of every 2-D parameter of the model (built on the meta device: no memory)."""
+    with torch.device("meta"):
+        net = Transformer(model)
+    return {n: tuple(p.shape) for n, p in net.named_parameters() if p.ndim == 2}
+
+
+def _check_targets(model: ModelConfig, targets: tuple[str, ...]) -> None:
+    if not targets or not all(targets):
+        raise ValueError(f"targets={targets!r}: expected non-empty names such as ('q_proj', 'k_proj')")
+    shapes = {n: s for n, s in _matrix_shapes(model).items() if any(t in n for t in targets)}
+    if not shapes:
+        raise ValueError(f"targets={targets!r} match no 2-D parameter of the model; e.g. q_proj, k_proj, v_proj, "
+                         "o_proj, fc_in, fc_out")
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"targets={targets!r} match matrices of different shapes "
+                         f"({', '.join(f'{n} {s}' for n, s in shapes.items())}); they are decayed as one stack")
 
 
 def seed_config(method: str, strength: float | None = None, *, train_frac: float = 0.5, seed: int = 0,

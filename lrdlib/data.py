@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .fields import normalise
+
 OPS = ("add", "sub", "mul", "div")
 
 
@@ -41,6 +43,7 @@ class TaskConfig:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
+        normalise(self)
         validate_task(self)
 
     @property
@@ -94,7 +97,7 @@ class Split:
     x_val: torch.Tensor
     y_val: torch.Tensor
 
-    def to(self, device: str | torch.device) -> "Split":
+    def to(self, device: str | torch.device) -> Split:
         return Split(*(t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val)))
 
 

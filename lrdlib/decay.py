@@ -12,6 +12,7 @@ kind           update                                 what it is
 ``lrd_tangential``  W ← W − λ T(NS(W))                LRD with its radial part removed
 ``lrd_radial``      W ← W − λ c·W, c = ⟨NS(W),W⟩/‖W‖²  LRD's radial part alone (an adaptive L2)
 ``adaptive_lowrank``  W ← U_k Σ_k V_kᵀ, k from the stable-rank controller (``controller``)
+``fixed_norm``      W ← r W/‖W‖_F, r = λ                 held at a fixed Frobenius norm (a projection)
 =============  =====================================  ======================================
 
 Adding a decay is one small class::
@@ -32,6 +33,9 @@ import torch
 from torch import Tensor
 
 from . import spectral
+from .fields import normalise
+from .newton_schulz import SCHEDULES, newton_schulz
+from .polar_geometry import radial_tangential
 from .rank_control import RankController, RankControllerConfig, estimated_stable_rank
 
 
@@ -42,7 +46,8 @@ class DecayConfig:
     kind: a registered decay (``available_decays()``) or ``"none"``.
     strength: λ (per-step; for ``svt`` the threshold τ = λ).
     every: apply on steps where step % every == 0 (1 = every step).
-    ns_steps, ns_poly: Newton-Schulz settings for ``lrd_ns`` (and the split variants).
+    ns_steps, ns_poly: Newton-Schulz settings for ``lrd_ns`` (and the split variants); ``ns_poly``
+        is a schedule of ``lrdlib.newton_schulz.SCHEDULES`` (cubic, quintic, polar_express).
     rank: target rank for ``lowrank``; the maximum rank for ``adaptive_lowrank``.
     controller: the rank controller of ``adaptive_lowrank`` (see ``lrdlib.rank_control``).
     """
@@ -56,14 +61,15 @@ class DecayConfig:
     controller: RankControllerConfig = field(default_factory=RankControllerConfig)
 
     def __post_init__(self) -> None:
+        normalise(self)
         if self.kind != "none" and self.kind not in _REGISTRY:
             raise ValueError(f"decay kind={self.kind!r} is not registered; valid: none, {', '.join(sorted(_REGISTRY))}")
         if not isinstance(self.strength, (int, float)) or not 0 <= self.strength < float("inf"):
             raise ValueError(f"decay strength={self.strength!r} must be a finite number ≥ 0")
         if not isinstance(self.every, int) or self.every < 1:
             raise ValueError(f"decay every={self.every!r} must be a positive integer")
-        if self.ns_poly not in spectral.NS_POLYS:
-            raise ValueError(f"ns_poly={self.ns_poly!r}; valid: {', '.join(spectral.NS_POLYS)}")
+        if self.ns_poly not in SCHEDULES:
+            raise ValueError(f"ns_poly={self.ns_poly!r} is not a Newton-Schulz schedule; valid: {', '.join(SCHEDULES)}")
         if not isinstance(self.ns_steps, int) or self.ns_steps < 0:
             raise ValueError(f"ns_steps={self.ns_steps!r} must be a non-negative integer")
         if self.kind != "none":
@@ -126,7 +132,7 @@ class L2Decay(Decay):
 @register_decay("lrd_ns")
 class NewtonSchulzDecay(Decay):
     def apply(self, W: Tensor, step: int) -> Tensor:
-        return W - self.cfg.strength * spectral.newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly)
+        return W - self.cfg.strength * newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly)
 
 
 @register_decay("lrd_polar")
@@ -157,7 +163,7 @@ class TangentialNewtonSchulzDecay(Decay):
     """The tangential part T of NS(W) at W: NS(W) = c·W + T, ⟨T, W⟩ = 0."""
 
     def apply(self, W: Tensor, step: int) -> Tensor:
-        _, T = spectral.radial_tangential(spectral.newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly), W)
+        _, T = radial_tangential(newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly), W)
         return W - self.cfg.strength * T
 
 
@@ -167,8 +173,23 @@ class RadialNewtonSchulzDecay(Decay):
     spectrum-dependent rate c = ⟨NS(W), W⟩/‖W‖_F²."""
 
     def apply(self, W: Tensor, step: int) -> Tensor:
-        c, _ = spectral.radial_tangential(spectral.newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly), W)
+        c, _ = radial_tangential(newton_schulz(W, self.cfg.ns_steps, self.cfg.ns_poly), W)
         return W - self.cfg.strength * c[..., None, None] * W
+
+
+@register_decay("fixed_norm")
+class FixedNormProjection(Decay):
+    """W ← r·W/‖W‖_F with r = ``strength``: each matrix held on the sphere of radius r (a
+    projection, no decay). Under QK-Norm the model's function is unchanged by it; only the
+    effective (angular) learning rate of W changes, which is what notebook 07 isolates."""
+
+    @classmethod
+    def validate(cls, cfg: DecayConfig) -> None:
+        if cfg.strength <= 0:
+            raise ValueError(f"fixed_norm decay needs strength=<radius r > 0>, got strength={cfg.strength!r}")
+
+    def apply(self, W: Tensor, step: int) -> Tensor:
+        return W * (self.cfg.strength / spectral.fro(W).clamp_min(torch.finfo(W.dtype).tiny))[..., None, None]
 
 
 @register_decay("adaptive_lowrank")

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .decay import DecayConfig, make_decay
 
-UNMATCHABLE = ("none", "lowrank", "adaptive_lowrank")
+UNMATCHABLE = ("none", "lowrank", "adaptive_lowrank", "fixed_norm")
 
 
 def displacement_norm(cfg: DecayConfig, W: Tensor) -> float:

@@ -3,7 +3,7 @@ logits read at the ``=`` position.
 
     x₀ = E[tokens] + P                         E ~ N(0, 1), P ~ N(0, 0.02²), P ∈ ℝ^{3×d}
     xₗ₊₁ = xₗ + Attn(Norm(xₗ)),  then  + MLP(Norm(·))
-    Norm(x) = normalize(x) · √d · g            (F.normalize, g initialised to 1)
+    Norm(x) = normalize(x) · √d · g            (F.rms_norm, g initialised to 1)
     Attn:  q = Norm_q(W_Q h), k = Norm_k(W_K h)  — QK-Norm over the full d-wide q and k,
            then split into heads; softmax(q kᵀ/√d_h) v; W_O.
     MLP:   W₂ SiLU(W₁ h),  d → 4d → d, no biases.
@@ -15,15 +15,27 @@ those two matrices per block are the truly scale-invariant parameters
 
 Only the last position is read, so the last block computes its query, attention output
 and MLP at that position alone (keys and values still need all positions), and block 0's
-q, k, v are looked up from a (vocabulary × position) table. ``forward`` does that, with the
-attention and the norms of ``lrdlib.fused`` (hand-written backward, same maths);
-``forward_full`` computes every position the plain way (``F.scaled_dot_product_attention``)
-and can record attention probabilities; the tests check that both give the same logits and
-the same gradients.
+q, k, v are looked up from a (vocabulary × position) table. ``forward`` does that;
+``forward_full`` computes every position and can record attention probabilities; the tests
+check that both give the same logits and the same gradients. ``forward`` uses the hand-written
+``short_attention`` (the whole step is ~20-25 % slower with ``F.scaled_dot_product_attention``,
+eager and compiled: ``benchmarks/kernels.py``) and ``F.rms_norm`` (a hand-written RMSNorm
+backward gained nothing over it and was removed); ``forward_full`` uses PyTorch's own kernels.
+
+``compile_model`` compiles the forward for training (``RunConfig(compile=True)``): inductor
+fuses the ~600 small memory-bound ops of a step into a few dozen loops; the matrix products
+stay the same BLAS calls. The rounding changes, so a compiled run has its own history (and
+cache key), and it is as deterministic as an eager run: under compile the row gathers'
+backward stays ATen's deterministic scatter-add (``gather_rows``), where inductor's own uses
+atomic adds across threads (run-to-run rounding, and ~3 ms a step on 2 CPU threads). Costs: a
+C++ compiler on CPU, ~20-30 s of compilation the first time a process meets a (model shape,
+batch size), kept on disk by inductor. The trainer compiles full batches only; an epoch's
+shorter last batch runs eagerly (same maths).
 """
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .fused import gather_rows, rms_norm, short_attention
+from .fields import normalise
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class ModelConfig:
     qk_norm: bool = True
 
     def __post_init__(self) -> None:
+        normalise(self)
         for name in ("vocab_size", "dim", "depth", "heads", "mlp_dim", "seq_len"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -55,8 +68,52 @@ class ModelConfig:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
 
 
+# ----------------------------------------------------------------------------- row gather
+@torch.library.custom_op("lrdlib::gather_rows_backward", mutates_args=())
+def _gather_rows_backward(grad: Tensor, index: Tensor, num_rows: int) -> Tensor:
+    """∂table of ``F.embedding(index, table)``: ATen's deterministic scatter-add kernel."""
+    return torch.ops.aten.embedding_dense_backward(grad, index, num_rows, -1, False)
+
+
+@_gather_rows_backward.register_fake
+def _(grad: Tensor, index: Tensor, num_rows: int) -> Tensor:
+    return grad.new_empty(num_rows, grad.shape[-1])
+
+
+class _GatherRows(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_rows = table.shape[0]
+        return F.embedding(index, table)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (index,) = ctx.saved_tensors
+        return _gather_rows_backward(g.contiguous(), index, ctx.num_rows), None
+
+
+def gather_rows(table: Tensor, index: Tensor) -> Tensor:
+    """table[index]: (R, d) rows picked by an integer ``index`` of any shape → (*index.shape, d).
+
+    ``F.embedding(index, table)`` eagerly; inside ``torch.compile`` the same values with the
+    backward kept as ATen's deterministic kernel (an opaque custom op, see the module docstring)."""
+    if table.ndim != 2 or index.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"table {tuple(table.shape)} ({table.dtype}) and index ({index.dtype}): expected a 2-D "
+                         "table and an integer index")
+    if torch.compiler.is_compiling():
+        return _GatherRows.apply(table, index)
+    return F.embedding(index, table)
+
+
+# ----------------------------------------------------------------------------- modules
 class RMSNorm(nn.Module):
-    """normalize(x)·√d·g — the seed's form (F.normalize, eps 1e-12), g ∈ ℝ^d starts at 1."""
+    """normalize(x)·√d·g — the seed's form, g ∈ ℝ^d starts at 1 — as ``F.rms_norm``:
+    x/√(mean x² + ε)·g = normalize(x)·√d·g. ε = 1e-24 (not rms_norm's default, the dtype's
+    machine epsilon, which would break QK-Norm's scale invariance once ‖q‖² is small); measured
+    as fast as the hand-written norm, where ``F.normalize(x)·(√d g)`` was ~15 % slower eagerly."""
+
+    eps = 1e-24
 
     def __init__(self, dim: int):
         super().__init__()
@@ -64,7 +121,76 @@ class RMSNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return rms_norm(x, self.g, self.scale)  # = F.normalize(x, dim=-1) * (self.g * self.scale)
+        return F.rms_norm(x, self.g.shape, self.g, self.eps)
+
+
+# ----------------------------------------------------------------------------- short attention
+# The seed's sequences have three positions, so its attention is 2048 (batch × heads) tiny 3×3
+# problems; op by op (SDPA included), autograd spends most of the step on bookkeeping passes.
+# ``short_attention`` does all heads of a batch element as two matrix products: with q reshaped to
+# (T_q·H, d_h) and k to (T·H, d_h), S = q kᵀ holds every (query, head) × (key, head) product and
+# the head-diagonal blocks are the scores; the probabilities go back on the head diagonal of a
+# zero (T_q·H, T·H) matrix A and the output is A v. Backward uses the same shapes:
+#     ∂v = Aᵀ ∂o,  ∂a = diag_h(∂o vᵀ),  ∂s = a ⊙ (∂a − Σ_j a ∂a),  ∂q = ∂S k,  ∂k = ∂Sᵀ q.
+# ``benchmarks/kernels.py`` keeps it honest: the whole step is ~20-25 % slower with SDPA instead
+# (eager and compiled); the hand-written RMSNorm it once had gained nothing over F.rms_norm and went.
+def _head_diagonal(M: Tensor, Tq: int, T: int, H: int) -> Tensor:
+    """The (B, Tq, T, H) head-diagonal view of a (B, Tq·H, T·H) matrix."""
+    return torch.diagonal(M.view(M.shape[0], Tq, H, T, H), dim1=2, dim2=4)
+
+
+def _on_head_diagonal(a: Tensor) -> Tensor:
+    """(B, Tq, T, H) → (B, Tq·H, T·H): a[b, i, j, h] at row (i, h), column (j, h); zeros elsewhere."""
+    B, Tq, T, H = a.shape
+    full = a.new_zeros(B, Tq, H, T, H)
+    torch.diagonal(full, dim1=2, dim2=4).copy_(a)
+    return full.view(B, Tq * H, T * H)
+
+
+class _ShortAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+        B, Tq, d = q.shape
+        T, H = k.shape[1], heads
+        dh = d // H
+        qf, kf, vf = q.reshape(B, Tq * H, dh), k.reshape(B, T * H, dh), v.reshape(B, T * H, dh)
+        s = _head_diagonal(torch.bmm(qf, kf.transpose(1, 2)), Tq, T, H) * dh ** -0.5  # (B, Tq, T, H)
+        a = (s - s.amax(2, keepdim=True)).exp_()
+        a = a.div_(a.sum(2, keepdim=True))                                            # softmax over keys
+        A = _on_head_diagonal(a)
+        ctx.save_for_backward(qf, kf, vf, a, A)
+        ctx.heads = H
+        return torch.bmm(A, vf).view(B, Tq, d)
+
+    @staticmethod
+    def backward(ctx, go: Tensor):
+        qf, kf, vf, a, A = ctx.saved_tensors
+        B, Tq, T, H = a.shape
+        d = qf.shape[-1] * H
+        go = go.reshape(B, Tq * H, -1)
+        gv = torch.bmm(A.transpose(1, 2), go)
+        ga = _head_diagonal(torch.bmm(go, vf.transpose(1, 2)), Tq, T, H)
+        gs = a * (ga - (a * ga).sum(2, keepdim=True))
+        gS = _on_head_diagonal(gs.mul_(qf.shape[-1] ** -0.5))
+        gq = torch.bmm(gS, kf)
+        gk = torch.bmm(gS.transpose(1, 2), qf)
+        return gq.view(B, Tq, d), gk.view(B, T, d), gv.view(B, T, d), None
+
+
+def short_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+    """softmax(q kᵀ/√d_h) v for each of ``heads`` heads, no mask, heads side by side in the last
+    axis (as in ``view(B, T, H, d_h)``): q (B, T_q, d), k and v (B, T, d) → (B, T_q, d).
+    Same values and gradients as ``F.scaled_dot_product_attention`` on the head-split tensors;
+    meant for short sequences (its head-block products grow as (T·H)²)."""
+    if q.ndim != 3 or k.shape != v.shape or k.ndim != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
+        raise ValueError(f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}: expected q (B, Tq, d) "
+                         "and k, v (B, T, d)")
+    if q.shape[2] % heads:
+        raise ValueError(f"heads={heads} must divide the width d={q.shape[2]}")
+    return _ShortAttention.apply(q, k, v, heads)
+
+
+_attention = short_attention  # the attention the fast forward uses (benchmarks/kernels.py swaps it)
 
 
 class Attention(nn.Module):
@@ -123,7 +249,7 @@ class Attention(nn.Module):
     def forward_last(self, h: Tensor) -> Tensor:
         """Only the last position's output: (B, T, d) -> (B, d)."""
         q, k = self._qk(self.q_proj(h[:, -1:]), self.k_proj(h))
-        return self.o_proj(short_attention(q, k, self.v_proj(h), self.heads)[:, 0])
+        return self.o_proj(_attention(q, k, self.v_proj(h), self.heads)[:, 0])
 
 
 class MLP(nn.Module):
@@ -178,8 +304,7 @@ class Transformer(nn.Module):
         Two savings, same function as ``forward_full``: (1) block 0's normalised q, k, v
         depend only on (token, position), so they are computed once per vocabulary entry
         and position (V·T rows instead of B·T) and gathered; (2) the last block runs at the
-        last position only. Attention and norms use ``lrdlib.fused`` (same maths, hand-written
-        backward).
+        last position only.
         """
         x = self.embed(tokens)
         first = 0
@@ -192,7 +317,7 @@ class Transformer(nn.Module):
             q_tab, k_tab = att._qk(att.q_proj(h), att.k_proj(h))
             row = tokens * T + torch.arange(T, device=tokens.device)
             q, k, v = (gather_rows(t, row) for t in (q_tab, k_tab, att.v_proj(h)))           # (B, T, d) each
-            x = x + att.o_proj(short_attention(q, k, v, att.heads))
+            x = x + att.o_proj(_attention(q, k, v, att.heads))
             x = x + b0.mlp(b0.norm2(x))
             first = 1
         for block in self.layers[first:-1]:
@@ -231,19 +356,6 @@ class Transformer(nn.Module):
         self.forward_full(tokens, rec)
         return rec[layer]
 
-    @torch.no_grad()
-    def token_attention_map(self, head: int = 0, n_tokens: int | None = None) -> Tensor:
-        """The seed's token-token picture for block 0: every token embedding (at position 0)
-        as query against every token as key, softmax over keys, one head: (V, V)."""
-        if not 0 <= head < self.cfg.heads:
-            raise ValueError(f"head={head} out of range 0..{self.cfg.heads - 1}")
-        n = n_tokens or self.cfg.vocab_size - 1
-        att = self.layers[0].attn
-        x = self.layers[0].norm1(self.embedding.weight[:n] + self.pos_embedding[0])
-        q, k = att._qk(F.linear(x, att.q_proj.weight), F.linear(x, att.k_proj.weight))
-        sl = slice(head * att.head_dim, (head + 1) * att.head_dim)
-        return (q[:, sl] @ k[:, sl].T * att.head_dim ** -0.5).softmax(dim=-1)
-
 
 def build_model(cfg: ModelConfig, seed: int, device: str | torch.device = "cpu") -> Transformer:
     """The model initialised from ``seed`` without touching the caller's global RNG."""
@@ -251,3 +363,17 @@ def build_model(cfg: ModelConfig, seed: int, device: str | torch.device = "cpu")
         torch.manual_seed(seed)
         model = Transformer(cfg)
     return model.to(device)
+
+
+def check_compiler(device: torch.device | str) -> None:
+    """Raise a clear error if inductor cannot build CPU kernels here (no C++ compiler)."""
+    if torch.device(device).type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise ValueError("compile=True on device='cpu' needs a C++ compiler (g++ or clang++) for torch.compile; "
+                         "none is on PATH: install one (apt install g++) or use compile=False")
+
+
+def compile_model(model: nn.Module) -> nn.Module:
+    """The model's forward compiled for training (static shapes, one graph, no graph breaks).
+    Shares the parameters with ``model``; call it exactly like ``model``."""
+    check_compiler(next(model.parameters()).device)
+    return torch.compile(model, dynamic=False, fullgraph=True)

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from . import spectral
+from .fields import check_range, normalise
+from .newton_schulz import SCHEDULES, newton_schulz
 
 OPTIMIZERS = ("adamw", "luon", "muon")
 
@@ -32,7 +32,11 @@ class OptimConfig:
         baseline uses the same value as ``weight_decay``, its LRD arm uses 0).
     muon_lr, momentum: η and μ of Luon / Muon on the targets.
     luon_lambda: λ of the fused gradient G + λW (``luon`` only).
-    ns_steps, ns_poly: Newton-Schulz of Luon (Muon uses its own quintic, 5 steps).
+    ns_steps, ns_poly: Newton-Schulz of Luon, ``ns_poly`` ∈ ``newton_schulz.SCHEDULES`` (Muon uses
+        its own quintic, 5 steps).
+    target_lr_scale: k, the targets' learning rate is k × (``lr`` for ``adamw``, ``muon_lr`` for
+        Luon/Muon): the Q/K learning-rate control of notebook 07. Under AdamW the targets'
+        decoupled weight decay, lr·wd, scales with it.
     """
 
     kind: str = "adamw"
@@ -46,22 +50,22 @@ class OptimConfig:
     luon_lambda: float = 0.5
     ns_steps: int = 5
     ns_poly: str = "cubic"
+    target_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        normalise(self)
         if self.kind not in OPTIMIZERS:
             raise ValueError(f"optimizer kind={self.kind!r}; valid: {', '.join(OPTIMIZERS)}")
-        for name in ("lr", "muon_lr"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 < v < float("inf"):
-                raise ValueError(f"{name}={v!r} must be a finite positive number")
-        for name in ("weight_decay", "target_weight_decay", "luon_lambda"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
-                raise ValueError(f"{name}={v!r} must be a finite number ≥ 0")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum={self.momentum!r} must lie in [0, 1)")
-        if self.ns_poly not in spectral.NS_POLYS:
-            raise ValueError(f"ns_poly={self.ns_poly!r}; valid: {', '.join(spectral.NS_POLYS)}")
+        for name in ("lr", "muon_lr", "eps", "target_lr_scale"):
+            check_range(self, name, 0, lo_open=True)
+        for name in ("weight_decay", "target_weight_decay", "luon_lambda", "ns_steps"):
+            check_range(self, name, 0)
+        check_range(self, "momentum", 0, 1, hi_open=True)
+        for i in range(2):
+            if not 0 <= self.betas[i] < 1:
+                raise ValueError(f"OptimConfig.betas={self.betas!r}: expected two values in [0, 1)")
+        if self.ns_poly not in SCHEDULES:
+            raise ValueError(f"ns_poly={self.ns_poly!r} is not a Newton-Schulz schedule; valid: {', '.join(SCHEDULES)}")
 
 
 class Luon(torch.optim.Optimizer):
@@ -98,7 +102,7 @@ class Luon(torch.optim.Optimizer):
             for i, p in enumerate(ps):
                 by_shape.setdefault(tuple(p.shape), []).append(i)
             for idx in by_shape.values():
-                U = spectral.newton_schulz(torch.stack([bufs[i] for i in idx]), group["ns_steps"], group["ns_poly"])
+                U = newton_schulz(torch.stack([bufs[i] for i in idx]), group["ns_steps"], group["ns_poly"])
                 for i, u in zip(idx, U.unbind(0)):
                     ps[i].sub_(u, alpha=group["lr"])
         return loss
@@ -122,11 +126,12 @@ def build_optimizers(model: torch.nn.Module, cfg: OptimConfig, targets: tuple[st
     # fused AdamW: one kernel for all parameters (CPU and CUDA), same update rule as foreach.
     adam = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
     if cfg.kind == "adamw":
-        groups = [{"params": rp, "weight_decay": cfg.weight_decay}, {"params": tp, "weight_decay": cfg.target_weight_decay}]
+        groups = [{"params": rp, "weight_decay": cfg.weight_decay},
+                  {"params": tp, "weight_decay": cfg.target_weight_decay, "lr": cfg.lr * cfg.target_lr_scale}]
         return [torch.optim.AdamW([g for g in groups if g["params"]], **adam)]
     others = [torch.optim.AdamW(rp, weight_decay=cfg.weight_decay, **adam)] if rp else []
     if cfg.kind == "luon":
-        return [Luon(tp, lr=cfg.muon_lr, momentum=cfg.momentum, lam=cfg.luon_lambda,
+        return [Luon(tp, lr=cfg.muon_lr * cfg.target_lr_scale, momentum=cfg.momentum, lam=cfg.luon_lambda,
                      ns_steps=cfg.ns_steps, ns_poly=cfg.ns_poly), *others]
     # torch.optim.Muon with its own decoupled weight decay off (any decay is a DecayConfig).
-    return [torch.optim.Muon(tp, lr=cfg.muon_lr, momentum=cfg.momentum, weight_decay=0.0), *others]
+    return [torch.optim.Muon(tp, lr=cfg.muon_lr * cfg.target_lr_scale, momentum=cfg.momentum, weight_decay=0.0), *others]

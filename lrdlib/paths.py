@@ -44,3 +44,33 @@ def results_dir() -> Path:
     d = Path(env) if env else (root / "build" / "results" if root else Path.cwd() / "results")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", rerun: bool = False,
+                      tag: str = "") -> dict:
+    """The JSON a script of ``benchmarks/`` writes, read through one function.
+
+    Reads ``build/benchmarks/<name><tag>.json`` when it exists and was measured on ``device``;
+    otherwise (or with ``rerun``) runs ``python benchmarks/<name>.py <args> --device <device>
+    --out <that file>`` in a subprocess (a fresh process: timings not disturbed by the caller's
+    threads or caches) and reads what it wrote.
+    """
+    import json
+    import subprocess
+    import sys
+
+    root = repo_root()
+    script = root / "benchmarks" / f"{name}.py" if root else None
+    if script is None or not script.exists():
+        raise ValueError(f"benchmark {name!r}: no benchmarks/{name}.py in a checkout of the repository")
+    out = root / "build" / "benchmarks" / f"{name}{tag}.json"
+    if not rerun and out.exists():
+        res = json.loads(out.read_text())
+        if res.get("device") == device:
+            return res
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(script), *map(str, args), "--device", device, "--out", str(out)]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(out.read_text())

@@ -33,3 +33,37 @@ def check_device(device: str) -> str:
             raise ValueError(f"device={device!r} but CUDA is not available here; valid here: cpu")
         return device
     raise ValueError(f"device={device!r}; valid: cpu, cuda")
+
+
+# ---------------------------------------------------------------- the seed runs shared by 01, 02, 03
+# Notebooks 01, 02 and 03 train the same seed-setting runs; building them here gives one config,
+# hence one cache entry: whichever notebook runs first trains a run, the others read it.
+SEED_RUN_ARMS = {  # arm label -> (method preset, strength): the seeds' settings, plus L2 at its own stronger decay
+    "L2 (seed, wd 0.1)": ("L2", 0.1),
+    "L2 (wd 1.0)": ("L2", 1.0),
+    "LRD (seed, α 0.005)": ("LRD", 0.005),
+    "Luon (seed, λ 0.5)": ("Luon", 0.5),
+}
+SEED_RUN_TRAIN_FRAC = 0.5
+
+
+def seed_run_budget(profile: str) -> dict:
+    """Seeds, steps and evaluation interval of the seed runs at ``profile``."""
+    return {"seeds": pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2, 3, 4]),
+            "steps": pick(profile, smoke=150, quick=2500, paper=4000),
+            "eval_every": pick(profile, smoke=50, quick=100, paper=50)}
+
+
+def seed_runs(profile: str, device: str = "cpu", arms: list[str] | None = None) -> dict[str, list]:
+    """``{arm label: [RunConfig per seed]}`` for the seed runs at ``profile`` (``SEED_RUN_ARMS``,
+    train fraction ``SEED_RUN_TRAIN_FRAC``, ``seed_run_budget(profile)``); ``arms`` selects labels."""
+    from .config import seed_config
+
+    b = seed_run_budget(profile)
+    arms = list(SEED_RUN_ARMS) if arms is None else list(arms)
+    unknown = [a for a in arms if a not in SEED_RUN_ARMS]
+    if unknown:
+        raise ValueError(f"arms {unknown} unknown; valid: {', '.join(SEED_RUN_ARMS)}")
+    return {arm: [seed_config(*SEED_RUN_ARMS[arm], train_frac=SEED_RUN_TRAIN_FRAC, seed=s, steps=b["steps"],
+                              eval_every=b["eval_every"], device=device) for s in b["seeds"]]
+            for arm in arms}

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from . import spectral
+from .fields import normalise
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class RankControllerConfig:
     power_iters: int = 5
 
     def __post_init__(self) -> None:
+        normalise(self)
         if not isinstance(self.min_rank, int) or self.min_rank < 1:
             raise ValueError(f"min_rank={self.min_rank!r} must be a positive integer")
         if self.max_rank is not None and self.max_rank < self.min_rank:

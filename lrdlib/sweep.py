@@ -11,20 +11,27 @@
       ex = submitit.AutoExecutor(folder="build/submitit")
       ex.update_parameters(timeout_min=60, slurm_partition="gpu", gpus_per_node=1, cpus_per_task=4)
       table = run_sweep(configs, executor=ex)                               # one job per run
-      table = run_sweep(configs, executor=ex, batched=True, group_size=64)  # one job per 64 runs
 
-  (every job writes its records into the shared cache folder, which must be on a file system
-  the nodes share; the sweep also gets them back from the job).
-* ``batched=True``: compatible runs (``lrdlib.batched.compatible_groups``) are trained as one
-  stacked model, a group per job. It pays on a GPU; on a small CPU the process pool is faster
-  (``benchmarks/sweep_throughput.py``).
+  (every job writes its record into the shared cache folder, which must be on a file system
+  the nodes share; the sweep also gets it back from the job).
+* The process pool: its workers exit when the sweep's process dies (a kernel restart), and a
+  worker that dies (killed, out of memory) costs no other run: the runs it interrupted are
+  retrained each in a process of its own, and only one whose worker dies again is ``failed``.
+  Like every ``multiprocessing`` pool started by ``spawn``, a plain script that uses it must
+  guard its entry point with ``if __name__ == "__main__":``.
 """
 from __future__ import annotations
 
+import itertools
+import multiprocessing as mp
 import os
+import threading
+import time
 import traceback
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +39,7 @@ from tqdm import tqdm
 
 from .cache import RunCache
 from .config import RunConfig
-from .train import train
+from .training import train
 
 
 class InlineExecutor(Executor):
@@ -47,8 +54,9 @@ class InlineExecutor(Executor):
         return fut
 
 
-def _failed(cfg: RunConfig, e: BaseException, tb: str | None = None) -> dict:
-    rec = {"key": cfg.key(), "config": cfg.to_dict(), "status": "failed", "error": f"{type(e).__name__}: {e}"}
+def _failed(cfg: RunConfig, e: BaseException | str, tb: str | None = None) -> dict:
+    err = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
+    rec = {"key": cfg.key(), "config": cfg.to_dict(), "status": "failed", "error": err}
     if tb:
         rec["traceback"] = tb
     return rec
@@ -67,20 +75,20 @@ def _train_job(cfg_dict: dict, cache_root: str, threads: int | None) -> dict:
         return _failed(cfg, e, traceback.format_exc())
 
 
-def _train_group_job(cfg_dicts: list[dict], cache_root: str, threads: int | None, progress: bool = False) -> list[dict] | dict:
-    """Worker entry point: train compatible runs as one stacked model (``lrdlib.batched``).
-    Returns their records, or ``{"error": ...}`` if the group failed as a whole (the sweep
-    then trains its runs one by one; those the group finished come from the cache)."""
-    import torch
+def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Pool-worker initializer: a daemon thread ends this worker once ``parent`` is gone."""
 
-    from .batched import train_batched
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
 
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return train_batched([RunConfig.from_dict(d) for d in cfg_dicts], cache=RunCache(cache_root), progress=progress)
-    except Exception as e:  # noqa: BLE001
-        return {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
 
 
 def summarize(record: dict) -> dict:
@@ -96,40 +104,24 @@ def summarize(record: dict) -> dict:
     if record["status"] == "failed":
         return {**row, "error": record.get("error"), "grokked": False}
     sr = [s["stable_rank"][-1] for s in record["spectra"].values()]
+    sr = [np.nan if v is None else v for v in sr]
     return {**row, "grokked": record["grokked"], "steps_to_grok": record["steps_to_grok"],
             "final_val_acc": record["final_val_acc"], "max_val_acc": record["max_val_acc"],
             "final_train_acc": record["final_train_acc"], "final_srank": float(np.mean(sr)) if sr else np.nan,
             "steps_run": record["steps_run"], "wall_time_s": record["wall_time_s"]}
 
 
-def _make_executor(executor: Executor | str | None, workers: int | None) -> tuple[Any, int | None, bool]:
-    """(executor, torch threads per job, whether we own it and must shut it down)."""
-    if executor is None or executor == "inline":
-        return InlineExecutor(), None, True
-    if executor == "process":
-        import multiprocessing as mp
-
-        n = workers or max(1, (os.cpu_count() or 1))
-        threads = max(1, (os.cpu_count() or 1) // n)
-        return ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")), threads, True
-    if isinstance(executor, str):
-        raise ValueError(f"executor={executor!r}; valid: None/'inline', 'process', or an Executor/submitit executor object")
-    return executor, None, False
-
-
 def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = None,
               executor: Executor | str | None = None, workers: int | None = None,
-              cache: RunCache | None = None, progress: bool | None = None, batched: bool = False,
-              group_size: int | None = None, return_records: bool = False):
+              cache: RunCache | None = None, progress: bool | None = None, return_records: bool = False):
     """Train (or load) every config and return a pandas table, one row per config in order.
 
     labels: an optional ``arm`` label per config (a column of the table).
-    executor: None (in-process), "process" (local pool of ``workers``), or any object with
-        ``submit(fn, *args)`` returning a future/job with ``.result()`` (submitit included).
-    batched: train compatible configs together as one stacked model (``lrdlib.batched``): each
-        group of at most ``group_size`` runs is one job for the executor. A group that fails as
-        a whole is retried run by run, so one bad config costs only its own row.
-    return_records: also return the list of full records (same order).
+    executor: None (in-process), "process" (local pool of ``workers``, default one per core,
+        each with cores/workers torch threads), or any object with ``submit(fn, *args)``
+        returning a future/job with ``.result()`` (submitit included).
+    return_records: also return the list of full records (same order; ``failed`` records hold
+        the config and the error only).
 
     Duplicated configs are trained once. Runs that raise get a ``failed`` row (not cached:
     the next sweep retries them); diverged runs are ordinary (cached) records.
@@ -137,6 +129,8 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     configs = list(configs)
     if labels is not None and len(labels) != len(configs):
         raise ValueError(f"labels has {len(labels)} entries for {len(configs)} configs")
+    if isinstance(executor, str) and executor not in ("inline", "process"):
+        raise ValueError(f"executor={executor!r}; valid: None/'inline', 'process', or an Executor/submitit executor object")
     cache = cache if cache is not None else RunCache()
     if progress is None:
         progress = not os.environ.get("TQDM_DISABLE")
@@ -146,24 +140,14 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
         if r is None:
             first.setdefault(configs[i].key(), i)
     todo = list(first.values())
+    if todo:
+        cache.check_writable()
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", disable=not progress)
-
-    if batched:
-        from .batched import compatible_groups
-
-        units = [[todo[j] for j in g] for g in compatible_groups([configs[i] for i in todo], max_size=group_size)]
-    else:
-        units = [[i] for i in todo]
-    if units:
-        ex, threads, own = _make_executor(executor, workers)
-        inline = isinstance(ex, InlineExecutor)
-        try:
-            retry = _execute(units, configs, records, ex, threads, str(cache.root), bar, progress and inline)
-            if retry:
-                _execute([[i] for i in retry], configs, records, ex, threads, str(cache.root), bar, False)
-        finally:
-            if own:
-                ex.shutdown(wait=True)
+    if executor == "process" and todo:
+        _run_pool(todo, configs, records, cache, bar, workers)
+    elif todo:
+        ex = InlineExecutor() if executor in (None, "inline") else executor
+        _run_executor(todo, configs, records, ex, str(cache.root), bar)
     bar.close()
     for i, r in enumerate(records):
         if r is None:  # a duplicate of a config trained above
@@ -174,53 +158,85 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     return (table, records) if return_records else table
 
 
-def _execute(units: list[list[int]], configs: list[RunConfig], records: list, ex: Any, threads: int | None,
-             root: str, bar: tqdm, group_progress: bool) -> list[int]:
-    """Submit every unit (one run, or a group trained as one stacked model), fill ``records``
-    as they finish; return the runs of groups that failed as a whole."""
-    retry: list[int] = []
+def _finish(records: list, i: int, rec: dict, bar: tqdm) -> None:
+    records[i] = rec
+    bar.update(1)
+    if rec["status"] == "failed":
+        bar.write(f"run {rec['key']} failed: {rec['error']}")
 
-    def submit(idx: list[int]):
-        if len(idx) == 1:
-            return ex.submit(_train_job, configs[idx[0]].to_dict(), root, threads)
-        return ex.submit(_train_group_job, [configs[i].to_dict() for i in idx], root, threads, group_progress)
 
-    def collect(idx: list[int], job) -> None:
+def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: Any, root: str, bar: tqdm) -> None:
+    """One job per run on an inline, futures or submitit executor; fill ``records``."""
+    def collect(i: int, job) -> None:
         try:
-            out = job.result()
-        except Exception as e:  # noqa: BLE001 - e.g. a worker killed by the scheduler
-            out = {"error": f"{type(e).__name__}: {e}"} if len(idx) > 1 else _failed(configs[idx[0]], e)
-        if len(idx) > 1 and isinstance(out, dict):
-            bar.write(f"batched group of {len(idx)} runs failed ({out['error']}); training them one by one")
-            retry.extend(idx)
-            return
-        for i, rec in zip(idx, out if len(idx) > 1 else [out]):
-            records[i] = rec
-            bar.update(1)
-            if rec["status"] == "failed":
-                bar.write(f"run {rec['key']} failed: {rec['error']}")
+            rec = job.result()
+        except Exception as e:  # noqa: BLE001 - e.g. a job killed by the scheduler
+            rec = _failed(configs[i], e)
+        _finish(records, i, rec, bar)
 
-    if isinstance(ex, InlineExecutor):  # run and collect one unit at a time: the bar moves as runs finish
-        for idx in units:
-            collect(idx, submit(idx))
-        return retry
-    jobs = [submit(idx) for idx in units]
-    if all(isinstance(j, Future) for j in jobs):
-        back = {f: u for u, f in enumerate(jobs)}
+    if isinstance(ex, InlineExecutor):  # run and collect one at a time: the bar moves as runs finish
+        for i in todo:
+            collect(i, ex.submit(_train_job, configs[i].to_dict(), root, None))
+        return
+    jobs = {i: ex.submit(_train_job, configs[i].to_dict(), root, None) for i in todo}
+    if all(isinstance(j, Future) for j in jobs.values()):
+        back = {f: i for i, f in jobs.items()}
         for f in as_completed(back):
-            collect(units[back[f]], f)
+            collect(back[f], f)
     else:  # e.g. submitit jobs: wait in submission order
-        for idx, job in zip(units, jobs):
-            collect(idx, job)
-    return retry
+        for i, job in jobs.items():
+            collect(i, job)
+
+
+def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: RunCache, bar: tqdm,
+              workers: int | None) -> None:
+    """The local process pool. A worker that dies breaks the pool and loses every run in flight
+    (``concurrent.futures`` ends the other workers). The runs that finished are kept; those the
+    break interrupted are then trained each in a pool of its own (``workers`` at a time), so a
+    run that kills its worker again fails alone and its neighbours finish."""
+    n = workers or max(1, os.cpu_count() or 1)
+    threads = max(1, (os.cpu_count() or 1) // n)
+    root = str(cache.root)
+    broken = []
+    with _process_pool(min(n, len(todo))) as ex:
+        futs = {ex.submit(_train_job, configs[i].to_dict(), root, threads): i for i in todo}
+        for f in as_completed(futs):
+            try:
+                _finish(records, futs[f], f.result(), bar)
+            except BrokenProcessPool:
+                broken.append(futs[f])
+            except Exception as e:  # noqa: BLE001
+                _finish(records, futs[f], _failed(configs[futs[f]], e), bar)
+    broken = [i for i in broken if not _reload(records, i, configs[i], cache, bar)]
+    if not broken:
+        return
+    bar.write(f"a worker process died; {len(broken)} interrupted runs go on, each in a process of its own")
+
+    def alone(i: int) -> dict:
+        try:
+            with _process_pool(1) as one:
+                return one.submit(_train_job, configs[i].to_dict(), root, threads).result()
+        except BrokenProcessPool:
+            return _failed(configs[i], "the worker process died while training this run (twice); in a plain "
+                                       "script, guard the entry point with `if __name__ == '__main__':`")
+
+    with ThreadPoolExecutor(max_workers=min(n, len(broken))) as th:
+        for i, rec in zip(broken, th.map(alone, broken)):
+            _finish(records, i, rec, bar)
+
+
+def _reload(records: list, i: int, cfg: RunConfig, cache: RunCache, bar: tqdm) -> bool:
+    """Take a run's record from the cache (it finished just before its pool broke)."""
+    rec = cache.load(cfg)
+    if rec is not None:
+        _finish(records, i, rec, bar)
+    return rec is not None
 
 
 def grid(base: RunConfig, **axes: Iterable) -> list[RunConfig]:
     """The Cartesian product of ``base.replace(**point)`` over the given axes, e.g.
     ``grid(cfg, task__train_frac=[0.3, 0.5], decay__strength=[1e-3, 1e-2], seed=[0, 1])``;
     a ``seed`` axis also sets the task's split seed."""
-    import itertools
-
     names = list(axes)
     out = []
     for values in itertools.product(*(list(axes[n]) for n in names)):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrdlib import RunConfig, TaskConfig, ModelConfig, spectral, train
+from lrdlib import ModelConfig, RunConfig, TaskConfig, spectral, train
 from lrdlib.analysis import grok_table, history_frame, spectra_frame, tangential_frame
 from lrdlib.decay import DecayConfig, make_decay
 from lrdlib.matching import displacement_norm, match_strength

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,7 +24,8 @@ SMALL = RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32
 
 
 def _record(cfg, **extra):
-    return {"key": cfg.key(), "status": "ok", "history": {"val_acc": [0.1, 0.5]}, "x": float("nan"), **extra}
+    return {"key": cfg.key(), "config": cfg.to_dict(), "status": "ok", "history": {"val_acc": [0.1, 0.5]},
+            "x": float("nan"), **extra}
 
 
 # --------------------------------------------------------------------------- cache
@@ -36,7 +38,7 @@ def test_save_load_roundtrip(tmp_path):
     assert c.record_path(SMALL) == tmp_path / f"{SMALL.key()}.json"
     assert c.weights_path(SMALL) == tmp_path / f"{SMALL.key()}.safetensors"
     got = c.load(SMALL)
-    assert got["key"] == rec["key"] and got["history"] == rec["history"] and got["x"] != got["x"]  # NaN kept
+    assert got["key"] == rec["key"] and got["history"] == rec["history"] and got["x"] is None  # NaN -> null
     w = c.load_weights(SMALL)
     assert set(w) == {"a", "b"} and torch.equal(w["a"], state["a"]) and torch.equal(w["b"], state["b"])
     # no temporary files left behind
@@ -101,10 +103,10 @@ def test_atomic_write_failure_keeps_old_file(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        cache_mod._atomic_write(target, failing)
+        cache_mod.atomic_write(target, failing)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # temporary file removed
-    cache_mod._atomic_write(target, lambda t: Path(t).write_text("new"))
+    cache_mod.atomic_write(target, lambda t: Path(t).write_text("new"))
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["f.json"]
 
 
@@ -153,6 +155,7 @@ def test_key_format_and_record_version(monkeypatch):
 @pytest.mark.parametrize("kw,needle", [
     (dict(model=ModelConfig(vocab_size=114)), "vocab_size=114"),   # task p=23 needs 24
     (dict(steps=0), "steps=0"), (dict(steps=-5), "steps=-5"), (dict(steps=2.0), "steps=2.0"),
+    (dict(steps="10"), "steps='10'"),
     (dict(batch_size=0), "batch_size=0"), (dict(eval_every=True), "eval_every=True"),
     (dict(seed=-1), "seed=-1"), (dict(grok_threshold=0.0), "grok_threshold=0.0"),
     (dict(grok_threshold=1.5), "grok_threshold=1.5"),
@@ -227,3 +230,104 @@ def test_seed_config_presets():
     assert len({c.key() for c in (l2, lrd, luon, s)}) == 4
     with pytest.raises(ValueError, match=re.escape("method='SGD'")):
         seed_config("SGD")
+
+
+# --------------------------------------------------------------------------- hardening (issue 10)
+def test_changing_a_default_cannot_return_a_stale_record(tmp_path):
+    """The key hashes the whole config, defaults included (so a default's value is in the key),
+    and ``load`` returns a record only if its stored config equals the requested one: a record
+    made when ``steps`` had another default can never come back for today's default."""
+    from lrdlib import config
+
+    blob = json.dumps({"v": config.RECORD_VERSION, "cfg": RunConfig().to_dict()}, sort_keys=True)
+    assert RunConfig().key() == config.hashlib.sha256(blob.encode()).hexdigest()[:20]
+    assert '"steps": 4000' in blob
+    c = RunCache(tmp_path)
+    c.save(SMALL, _record(SMALL))
+    # a record whose key matches but whose stored config differs (an old default) is not returned
+    other = SMALL.replace(seed=5)
+    c.record_path(other).write_text(json.dumps({**_record(SMALL), "key": other.key()}))
+    assert c.load(other) is None
+
+
+@pytest.mark.parametrize("a,b", [
+    (dict(decay=DecayConfig("lrd_ns", 1)), dict(decay=DecayConfig("lrd_ns", 1.0))),
+    (dict(early_stop=1), dict(early_stop=True)),
+    (dict(optim__lr=1), dict(optim__lr=1.0)),
+    (dict(seed=np.int64(3)), dict(seed=3)),
+    (dict(task__train_frac=np.float32(0.5)), dict(task__train_frac=0.5)),
+    (dict(targets=["q_proj", "k_proj"]), dict(targets=("q_proj", "k_proj"))),
+], ids=["strength-int", "early-stop-int", "lr-int", "numpy-seed", "numpy-frac", "list-targets"])
+def test_equal_configs_share_one_key(a, b):
+    x, y = SMALL.replace(**a), SMALL.replace(**b)
+    assert x == y and x.key() == y.key() and hash(x) == hash(y)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(seed=True), "seed=True"), (dict(seed=2 ** 70), "seed="), (dict(device="cudafoo"), "device='cudafoo'"),
+    (dict(device=0), "device=0"), (dict(targets=()), "targets=()"), (dict(targets="q_proj"), "targets='q_proj'"),
+    (dict(targets=("q_proj", "fc_in")), "different shapes"), (dict(targets=("nothing",)), "match no 2-D"),
+    (dict(grok_threshold="0.9"), "grok_threshold='0.9'"), (dict(optim__momentum="0.9"), "momentum='0.9'"),
+    (dict(optim__betas=(0.9,)), "betas"), (dict(optim__betas=(0.9, 1.5)), "betas"),
+    (dict(optim__eps=0.0), "eps=0.0"), (dict(optim__ns_steps=-1), "ns_steps=-1"),
+    (dict(decay__strength=float("nan")), "strength=nan"),
+], ids=lambda v: str(v)[:30])
+def test_bad_fields_are_rejected_at_construction_naming_the_field(kw, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        SMALL.replace(**kw)
+
+
+def test_cache_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        c = RunCache(tmp_path)
+        c.save(SMALL, _record(SMALL), {"a": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    for p in (c.record_path(SMALL), c.weights_path(SMALL)):
+        assert p.stat().st_mode & 0o777 == 0o644, oct(p.stat().st_mode)
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host = cache_mod._HOST
+    stale = tmp_path / f".abc.json.{host}.{dead}.x1y2.tmp"
+    live = tmp_path / f".abc.json.{host}.{os.getpid()}.x1y2.tmp"
+    foreign = tmp_path / f".abc.json.otherhost.{dead}.x1y2.tmp"
+    for p in (stale, live, foreign):
+        p.write_text("half")
+    RunCache(tmp_path)
+    assert not stale.exists() and live.exists() and foreign.exists()
+
+
+def test_diverged_record_is_strict_json(tmp_path):
+    c = RunCache(tmp_path)
+    c.save(SMALL, _record(SMALL, h=[1.0, float("nan"), float("inf")]))
+    text = c.record_path(SMALL).read_text()
+    json.loads(text, parse_constant=lambda s: pytest.fail(f"non-standard JSON constant {s}"))
+    assert c.load(SMALL)["h"] == [1.0, None, None]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, None], ids=["empty", "garbage", "truncated"])
+def test_unreadable_weights_count_as_absent(tmp_path, content):
+    c = RunCache(tmp_path)
+    c.save(SMALL, _record(SMALL), {"a": torch.randn(50, 50)})
+    data = c.weights_path(SMALL).read_bytes()
+    c.weights_path(SMALL).write_bytes(data[: len(data) // 2] if content is None else content)
+    assert c.load_weights(SMALL) is None
+
+
+def test_unwritable_cache_fails_before_training(tmp_path, monkeypatch):
+    import lrdlib.training as lt
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.access(ro, os.W_OK):  # root ignores permissions
+        ro.chmod(0o700)
+        (tmp_path / "file").write_text("x")
+        ro = tmp_path / "file" / "sub"          # a path under a regular file is never writable
+    monkeypatch.setattr(lt, "run", lambda *a, **k: pytest.fail("trained before checking the cache"))
+    with pytest.raises(ValueError, match="not writable"):
+        lt.train(SMALL, cache=RunCache(ro))

@@ -1,5 +1,5 @@
-"""RunConfig(compile=True): the training step through torch.compile (lrdlib.compiled) and the
-compile-safe row gather (lrdlib.fused.gather_rows). A compiled run is deterministic, follows
+"""RunConfig(compile=True): the training step through torch.compile (``compile_model``) and the
+compile-safe row gather (``gather_rows``), both in lrdlib.model. A compiled run is deterministic, follows
 the eager run to rounding, compiles full batches only, and has its own cache key."""
 import importlib
 import shutil
@@ -8,15 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrdlib import batched
-from lrdlib.compiled import compile_model
 from lrdlib.config import RunConfig
 from lrdlib.data import TaskConfig
-from lrdlib.fused import _GatherRows, gather_rows
-from lrdlib.model import ModelConfig, build_model
+from lrdlib.model import ModelConfig, _GatherRows, build_model, compile_model, gather_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-lt = importlib.import_module("lrdlib.train")
+lt = importlib.import_module("lrdlib.training")
 
 # 264 training pairs, batches of 64: 4 full batches and a short one (8) per epoch
 BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
@@ -64,21 +61,15 @@ def test_gather_rows_bad_input():
         gather_rows(torch.randn(3, 4), torch.zeros(2))
 
 
-# --------------------------------------------------------------------------- config
 def test_compile_field_validation_key_and_round_trip():
-    with pytest.raises(ValueError, match="compile=1"):
-        BASE.replace(compile=1)
+    with pytest.raises(ValueError, match="compile=2"):
+        BASE.replace(compile=2)
     comp = BASE.replace(compile=True)
     assert comp.key() != BASE.key()
     assert RunConfig.from_dict(comp.to_dict()) == comp
     old = BASE.to_dict()
     old.pop("compile")                           # a record written before the field existed
     assert RunConfig.from_dict(old) == BASE
-
-
-def test_compiled_runs_are_not_batched():
-    assert batched.signature(BASE.replace(compile=True)) is None
-    assert batched.signature(BASE) is not None
 
 
 def test_compile_without_a_compiler_is_a_clear_error(monkeypatch):

@@ -20,7 +20,7 @@ def _stack(seed=0, k=3, m=6, n=5):
 
 
 def _ns_ref(W, steps, poly):
-    """Seed-style Newton-Schulz per matrix (independent of lrdlib.spectral)."""
+    """Seed-style Newton-Schulz per matrix (independent of lrdlib.newton_schulz)."""
     eps = {"cubic": 1e-8, "quintic": 1e-7}[poly]
     X = W / (torch.linalg.norm(W) + eps)
     I = torch.eye(X.shape[1], dtype=X.dtype)
@@ -56,6 +56,17 @@ def test_lrd_ns(steps, poly):
     d = make_decay(DecayConfig("lrd_ns", 0.05, ns_steps=steps, ns_poly=poly))
     expected = torch.stack([w - 0.05 * _ns_ref(w, steps, poly) for w in W])
     torch.testing.assert_close(d.apply(W, 1), expected, atol=1e-12, rtol=0)
+
+
+def test_lrd_ns_polar_express_schedule():
+    from lrdlib.newton_schulz import newton_schulz, ns_response
+
+    W = _stack(2)
+    d = make_decay(DecayConfig("lrd_ns", 0.05, ns_steps=4, ns_poly="polar_express"))
+    torch.testing.assert_close(d.apply(W, 1), W - 0.05 * newton_schulz(W, 4, "polar_express"), atol=0, rtol=0)
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    phi = ns_response(S / torch.linalg.matrix_norm(W)[:, None], "polar_express", 4)
+    torch.testing.assert_close(d.displacement(W, 1), 0.05 * (U * phi[:, None, :]) @ Vh, atol=1e-12, rtol=0)
 
 
 def test_lrd_ns_step_size_is_scale_free():
@@ -190,7 +201,7 @@ def test_register_new_decay_end_to_end():
     from lrdlib.config import RunConfig
     from lrdlib.data import TaskConfig
     from lrdlib.model import ModelConfig
-    from lrdlib.train import train
+    from lrdlib.training import train
     calls.clear()
     run = RunConfig(task=TaskConfig(p=5), model=ModelConfig(vocab_size=6, dim=8, heads=2, mlp_dim=16),
                     decay=cfg, steps=4, eval_every=2, batch_size=8)
@@ -213,6 +224,8 @@ def test_register_new_decay_end_to_end():
     (dict(kind="lowrank", rank=0), "rank=0"),
     (dict(kind="lowrank", rank=2.0), "rank=2.0"),
     (dict(kind="lrd_ns", ns_poly="septic"), "ns_poly='septic'"),
+    (dict(kind="lrd_ns", ns_poly="sign"), "ns_poly='sign' is not a Newton-Schulz schedule; valid: cubic, quintic, "
+                                          "polar_express"),
     (dict(kind="lrd_ns", ns_steps=-1), "ns_steps=-1"),
 ])
 def test_decay_config_bad_values(kw, needle):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lrdlib.data import all_pairs
-from lrdlib.model import ModelConfig, Transformer, build_model
+from lrdlib.model import ModelConfig, Transformer, build_model, short_attention
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -171,7 +171,7 @@ def test_qk_scale_invariance_with_qk_norm(alpha):
             W = params[name]
             orig = W.clone()
             W.mul_(alpha)
-            torch.testing.assert_close(m(x), base, atol=1e-10, rtol=1e-10, msg=lambda s: f"{name}: {s}")
+            torch.testing.assert_close(m(x), base, atol=1e-10, rtol=1e-10, msg=lambda s, name=name: f"{name}: {s}")
             torch.testing.assert_close(m.forward_full(x), base, atol=1e-10, rtol=1e-10)
             W.copy_(orig)
         # all four at once, with different scales
@@ -240,36 +240,6 @@ def test_attention_probs_bad_layer(layer):
         m.attention_probs(_tokens()[:2], layer)
 
 
-def test_token_attention_map_default_config():
-    m = build_model(ModelConfig(), 0)
-    maps = [m.token_attention_map(head=h) for h in range(4)]
-    for a in maps:
-        assert a.shape == (113, 113)
-        assert (a >= 0).all()
-        torch.testing.assert_close(a.sum(-1), torch.ones(113), atol=1e-5, rtol=0)
-    assert not torch.allclose(maps[0], maps[1])
-    assert m.token_attention_map(head=0, n_tokens=10).shape == (10, 10)
-
-
-def test_token_attention_map_by_hand():
-    m = build_model(ModelConfig(**SMALL), 0).double()
-    _randomise_gains(m, 6)
-    att, b0 = m.layers[0].attn, m.layers[0]
-    with torch.no_grad():
-        x = b0.norm1(m.embedding.weight[:23] + m.pos_embedding[0])
-        q = att.q_norm(x @ att.q_proj.weight.T)[:, 8:16]
-        k = att.k_norm(x @ att.k_proj.weight.T)[:, 8:16]
-        expected = torch.softmax(q @ k.T / 8 ** 0.5, dim=-1)
-    torch.testing.assert_close(m.token_attention_map(head=1), expected, atol=1e-12, rtol=1e-12)
-
-
-@pytest.mark.parametrize("head", [-1, 4])
-def test_token_attention_map_bad_head(head):
-    m = build_model(ModelConfig(**SMALL), 0)
-    with pytest.raises(ValueError, match=re.escape(f"head={head}")):
-        m.token_attention_map(head=head)
-
-
 # --------------------------------------------------------------------------- seeding
 def test_build_model_determinism():
     cfg = ModelConfig(**SMALL)
@@ -308,3 +278,57 @@ def test_build_model_independent_of_global_rng():
 def test_model_config_bad_values(kw, name):
     with pytest.raises(ValueError, match=re.escape(name)):
         ModelConfig(**kw)
+
+
+# --------------------------------------------------------------------------- short_attention (hand-written backward)
+def _plain_attention(q, k, v, heads):
+    B, Tq, d = q.shape
+    def split(t):
+        return t.view(B, t.shape[1], heads, d // heads).transpose(1, 2)
+    return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).reshape(B, Tq, d)
+
+
+def _qkv(B, Tq, T, d, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(B, n, d, generator=gen, dtype=dtype, requires_grad=True) for n in (Tq, T, T)]
+
+
+@pytest.mark.parametrize("Tq,T,heads,d", [(3, 3, 4, 8), (1, 3, 4, 8), (2, 5, 2, 6), (1, 1, 1, 4)])
+def test_short_attention_gradcheck(Tq, T, heads, d):
+    q, k, v = _qkv(2, Tq, T, d)
+    assert torch.autograd.gradcheck(lambda a, b, c: short_attention(a, b, c, heads), (q, k, v))
+
+
+@pytest.mark.parametrize("Tq", [3, 1])
+def test_short_attention_equals_sdpa_float32(Tq):
+    q, k, v = _qkv(64, Tq, 3, 128, dtype=torch.float32)
+    g = torch.randn(64, Tq, 128)
+    out = short_attention(q, k, v, 4)
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    ref = _plain_attention(q, k, v, 4)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_short_attention_heads_do_not_mix():
+    """Changing head 1's keys leaves head 0's output unchanged (the off-diagonal products are
+    discarded)."""
+    q, k, v = (t.detach() for t in _qkv(4, 3, 3, 8))
+    k2 = k.clone()
+    k2[..., 4:] = torch.randn(k2[..., 4:].shape, dtype=k2.dtype)  # new keys for head 1 of 2
+    a, b = short_attention(q, k, v, 2), short_attention(q, k2, v, 2)
+    torch.testing.assert_close(a[..., :4], b[..., :4], rtol=0, atol=1e-15)
+    assert (a[..., 4:] - b[..., 4:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("shapes,heads,match", [
+    (((2, 3, 8), (2, 3, 8), (2, 4, 8)), 2, "expected q"),
+    (((2, 3, 8), (3, 3, 8), (3, 3, 8)), 2, "expected q"),
+    (((2, 3, 8), (2, 3, 8), (2, 3, 8)), 3, "heads=3 must divide"),
+    (((3, 8), (3, 8), (3, 8)), 2, "expected q"),
+])
+def test_short_attention_bad_shapes(shapes, heads, match):
+    with pytest.raises(ValueError, match=match):
+        short_attention(*(torch.zeros(s) for s in shapes), heads)

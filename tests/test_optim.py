@@ -16,7 +16,7 @@ QK = ("q_proj", "k_proj")
 
 
 def _ns_ref(W, steps=5, poly="cubic"):
-    """Seed-style Newton-Schulz on one matrix, written independently of lrdlib.spectral."""
+    """Seed-style Newton-Schulz on one matrix, written independently of lrdlib.newton_schulz."""
     eps = {"cubic": 1e-8, "quintic": 1e-7}[poly]
     X = W / (torch.linalg.norm(W) + eps)
     I = torch.eye(X.shape[1], dtype=X.dtype)

@@ -1,4 +1,5 @@
-"""lrdlib.spectral against SVD/numpy/scipy definitions, in float64."""
+"""lrdlib.spectral, lrdlib.newton_schulz and the radial/tangential split of lrdlib.polar_geometry
+against SVD/numpy/scipy definitions and reference loops, in float64."""
 import math
 import re
 
@@ -7,6 +8,8 @@ import pytest
 import scipy.linalg
 import torch
 
+from lrdlib import newton_schulz as ns
+from lrdlib import polar_geometry as pg
 from lrdlib import spectral as sp
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -57,13 +60,13 @@ def _ns_seed_style(W: torch.Tensor, steps: int, poly: str) -> torch.Tensor:
 def test_newton_schulz_matches_independent_formula(poly, shape):
     W = _randn(*shape, seed=1)
     for steps in (0, 1, 5):
-        torch.testing.assert_close(sp.newton_schulz(W, steps, poly), _ns_seed_style(W, steps, poly),
+        torch.testing.assert_close(ns.newton_schulz(W, steps, poly), _ns_seed_style(W, steps, poly),
                                    atol=1e-12, rtol=1e-12)
 
 
 def test_newton_schulz_zero_steps_is_frobenius_normalisation():
     W = _randn(4, 7, seed=2)
-    X = sp.newton_schulz(W, 0)
+    X = ns.newton_schulz(W, 0)
     assert abs(torch.linalg.norm(X).item() - 1.0) < 1e-8
     torch.testing.assert_close(X, W / torch.linalg.norm(W), atol=1e-9, rtol=1e-8)
 
@@ -72,24 +75,24 @@ def test_newton_schulz_zero_steps_is_frobenius_normalisation():
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_newton_schulz_batched_equals_looped(poly, dtype, tol):
     W = _randn(5, 3, 7, 9, seed=3).to(dtype)
-    batched = sp.newton_schulz(W, 5, poly)
+    batched = ns.newton_schulz(W, 5, poly)
     assert batched.shape == W.shape and batched.dtype == dtype
-    looped = torch.stack([torch.stack([sp.newton_schulz(w, 5, poly) for w in row]) for row in W])
+    looped = torch.stack([torch.stack([ns.newton_schulz(w, 5, poly) for w in row]) for row in W])
     torch.testing.assert_close(batched, looped, atol=tol, rtol=tol)
     # per-matrix normalisation: scaling one matrix of the stack changes nothing (up to the ε of
     # the normalisation, ~1e-8 relative)
     W2 = W.clone()
     W2[0, 0] *= 100.0
-    out2 = sp.newton_schulz(W2, 5, poly)
+    out2 = ns.newton_schulz(W2, 5, poly)
     torch.testing.assert_close(out2, batched, atol=1e-5, rtol=0)
     torch.testing.assert_close(out2[1:], batched[1:], atol=tol, rtol=tol)
 
 
 def test_newton_schulz_keeps_low_precision_dtype():
     W = _randn(8, 8, seed=4).to(torch.bfloat16)
-    out = sp.newton_schulz(W, 5)
+    out = ns.newton_schulz(W, 5)
     assert out.dtype == torch.bfloat16
-    ref = sp.newton_schulz(W.double(), 5)
+    ref = ns.newton_schulz(W.double(), 5)
     assert (out.double() - ref).abs().max().item() < 2e-2
 
 
@@ -100,29 +103,66 @@ def test_many_cubic_steps_converge_to_polar(shape):
     s = 3.7 * torch.linspace(0.5, 1.0, k, dtype=D64)
     W = _with_spectrum(m, n, s, seed=5)
     P = sp.polar(W)
-    torch.testing.assert_close(sp.newton_schulz(W, 30, "cubic"), P, atol=1e-8, rtol=0)
+    torch.testing.assert_close(ns.newton_schulz(W, 30, "cubic"), P, atol=1e-8, rtol=0)
     # ... while the seed's 5 steps from a Frobenius start are visibly not there yet
-    assert (sp.newton_schulz(W, 5, "cubic") - P).abs().max().item() > 1e-3
+    assert (ns.newton_schulz(W, 5, "cubic") - P).abs().max().item() > 1e-3
+
+
+def _ns_reference_loop(W: torch.Tensor, steps: int, poly: str) -> torch.Tensor:
+    """Today's arithmetic written out, for the bit-identity check: float32/64, shorter side,
+    X₀ = W/(‖W‖_F + ε), cubic X ← 1.5X − 0.5(AX), quintic X ← aX + (bA + cA²)X, A = XXᵀ."""
+    dtype = W.dtype
+    X = W.to(torch.float64 if dtype == torch.float64 else torch.float32)
+    tall = X.shape[-2] > X.shape[-1]
+    X = X.mT if tall else X
+    X = X / (torch.linalg.matrix_norm(X)[..., None, None] + {"cubic": 1e-8, "quintic": 1e-7}[poly])
+    for _ in range(steps):
+        A = X @ X.mT
+        if poly == "cubic":
+            X = 1.5 * X - 0.5 * (A @ X)
+        else:
+            X = 3.4445 * X + (-4.7750 * A + 2.0315 * (A @ A)) @ X
+    return (X.mT if tall else X).to(dtype)
 
 
 @pytest.mark.parametrize("poly", ["cubic", "quintic"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_newton_schulz_bit_identical_to_reference_loop(poly, dtype):
+    for shape in [(6, 6), (5, 9), (9, 4), (3, 7, 5)]:
+        W = _randn(*shape, seed=40).to(dtype)
+        for steps in range(8):
+            assert torch.equal(ns.newton_schulz(W, steps, poly), _ns_reference_loop(W, steps, poly)), (shape, steps)
+
+
+@pytest.mark.parametrize("schedule", ns.SCHEDULES)
 @pytest.mark.parametrize("shape", [(7, 7), (10, 6), (6, 10)])
-def test_ns_scalar_gives_singular_values_of_newton_schulz(poly, shape):
+def test_newton_schulz_is_u_phi_vt_with_ns_response(schedule, shape):
     W = _randn(*shape, seed=6)
     W = W * (1e4 / torch.linalg.norm(W))  # ‖W‖_F = 1e4: the ε of the normalisation is negligible
     U, S, Vh = torch.linalg.svd(W, full_matrices=False)
-    for steps in (1, 3, 5):
-        expected = (U * sp.ns_scalar(S / torch.linalg.norm(W), steps, poly)) @ Vh
-        torch.testing.assert_close(sp.newton_schulz(W, steps, poly), expected, atol=1e-10, rtol=0)
+    for steps in range(8):
+        expected = (U * ns.ns_response(S / torch.linalg.norm(W), schedule, steps)) @ Vh
+        torch.testing.assert_close(ns.newton_schulz(W, steps, schedule), expected, atol=1e-10, rtol=0)
 
 
-def test_ns_scalar_values():
+def test_schedule_coefficients():
+    assert ns.schedule_coefficients("cubic", 3) == [(1.5, -0.5, 0.0)] * 3
+    assert ns.schedule_coefficients("quintic", 2) == [(3.4445, -4.7750, 2.0315)] * 2
+    assert ns.schedule_coefficients("cubic", 0) == [] == ns.schedule_coefficients("polar_express", 0)
+    pe = ns.schedule_coefficients("polar_express", 7)
+    assert len(pe) == 7 and ns.schedule_coefficients("polar_express", 3) == pe[:3]  # greedy: prefixes agree
+    assert pe == ns.polar_express_coefficients(7)
+
+
+def test_ns_response_values():
     s = torch.tensor([0.0, 0.5, 1.0], dtype=D64)
-    torch.testing.assert_close(sp.ns_scalar(s, 1, "cubic"), torch.tensor([0.0, 0.6875, 1.0], dtype=D64))
+    torch.testing.assert_close(ns.ns_response(s, "cubic", 1), torch.tensor([0.0, 0.6875, 1.0], dtype=D64))
     a, b, c = 3.4445, -4.7750, 2.0315
-    torch.testing.assert_close(sp.ns_scalar(s, 1, "quintic"),
+    torch.testing.assert_close(ns.ns_response(s, "quintic", 1),
                                torch.tensor([0.0, a / 2 + b / 8 + c / 32, a + b + c], dtype=D64))
-    torch.testing.assert_close(sp.ns_scalar(s, 0), s)
+    for schedule in ns.SCHEDULES:
+        torch.testing.assert_close(ns.ns_response(s, schedule, 0), s)
+    torch.testing.assert_close(ns.ns_response(s, "sign", 3), torch.tensor([0.0, 1.0, 1.0], dtype=D64))
 
 
 def test_quintic_vs_cubic_after_five_steps():
@@ -131,8 +171,8 @@ def test_quintic_vs_cubic_after_five_steps():
     W = _with_spectrum(9, 9, s, seed=7)
     sn = s / s.norm()
     assert sn.min() < 0.015
-    cub = torch.linalg.svdvals(sp.newton_schulz(W, 5, "cubic"))
-    qui = torch.linalg.svdvals(sp.newton_schulz(W, 5, "quintic"))
+    cub = torch.linalg.svdvals(ns.newton_schulz(W, 5, "cubic"))
+    qui = torch.linalg.svdvals(ns.newton_schulz(W, 5, "quintic"))
     # quintic (Muon): every nonzero singular value lands in a band around 1, none converges
     assert ((qui[:6] > 0.6) & (qui[:6] < 1.2)).all()
     assert (qui[:6] - 1).abs().max() > 0.05
@@ -141,16 +181,16 @@ def test_quintic_vs_cubic_after_five_steps():
     assert cub[5] < 0.15
     # both keep the null space (rank 6 in a 9×9 matrix)
     assert cub[6:].abs().max() < 1e-10 and qui[6:].abs().max() < 1e-10
-    assert not torch.allclose(sp.newton_schulz(W, 5, "cubic"), sp.newton_schulz(W, 5, "quintic"), atol=1e-2)
+    assert not torch.allclose(ns.newton_schulz(W, 5, "cubic"), ns.newton_schulz(W, 5, "quintic"), atol=1e-2)
 
 
 def test_newton_schulz_tall_equals_transpose_of_wide():
     W = _randn(11, 4, seed=8)
-    out = sp.newton_schulz(W, 5)
+    out = ns.newton_schulz(W, 5)
     assert out.shape == (11, 4)
-    torch.testing.assert_close(out, sp.newton_schulz(W.T, 5).T, atol=1e-14, rtol=0)
+    torch.testing.assert_close(out, ns.newton_schulz(W.T, 5).T, atol=1e-14, rtol=0)
     # converged: orthonormal columns
-    X = sp.newton_schulz(W, 40)
+    X = ns.newton_schulz(W, 40)
     torch.testing.assert_close(X.T @ X, torch.eye(4, dtype=D64), atol=1e-9, rtol=0)
 
 
@@ -228,15 +268,15 @@ def test_zero_matrix_ranks_are_finite():
 # --------------------------------------------------------------------------- radial / tangential
 def test_radial_tangential_split():
     D, W = _randn(5, 6, 4, seed=19), _randn(5, 6, 4, seed=20)
-    c, T = sp.radial_tangential(D, W)
+    c, T = pg.radial_tangential(D, W)
     assert c.shape == (5,) and T.shape == D.shape
     torch.testing.assert_close(sp.inner(T, W), torch.zeros(5, dtype=D64), atol=1e-12, rtol=0)
     torch.testing.assert_close(c[:, None, None] * W + T, D, atol=1e-14, rtol=0)
-    r, t = sp.radial_tangential_norms(D, W)
+    r, t = pg.radial_tangential_norms(D, W)
     torch.testing.assert_close(r, sp.inner(D, W) / sp.fro(W), atol=1e-12, rtol=0)
     torch.testing.assert_close(r ** 2 + t ** 2, sp.fro(D) ** 2, atol=1e-10, rtol=0)
     # D = W is purely radial, c = 1
-    c1, T1 = sp.radial_tangential(W, W)
+    c1, T1 = pg.radial_tangential(W, W)
     torch.testing.assert_close(c1, torch.ones(5, dtype=D64), atol=1e-14, rtol=0)
     assert T1.abs().max() < 1e-13
 
@@ -245,7 +285,7 @@ def test_radial_tangential_split():
 def test_polar_tangential_norm_formula(shape):
     W = _randn(3, *shape, seed=21)
     rank = min(shape)
-    c, T = sp.radial_tangential(sp.polar(W), W)
+    c, T = pg.radial_tangential(sp.polar(W), W)
     nuc, fro = sp.nuclear_norm(W), sp.fro(W)
     torch.testing.assert_close(c, nuc / fro ** 2, atol=1e-12, rtol=0)
     torch.testing.assert_close(sp.fro(T) ** 2, rank - nuc ** 2 / fro ** 2, atol=1e-10, rtol=0)
@@ -343,7 +383,7 @@ def test_power_iteration_seeded_is_reproducible():
 
 # --------------------------------------------------------------------------- bad inputs
 @pytest.mark.parametrize("fn", [
-    lambda v: sp.newton_schulz(v), sp.polar, sp.singular_values, sp.nuclear_norm, sp.stable_rank,
+    lambda v: ns.newton_schulz(v), sp.polar, sp.singular_values, sp.nuclear_norm, sp.stable_rank,
     sp.entropy_rank, lambda v: sp.power_iteration_sigma_max(v),
 ], ids=["newton_schulz", "polar", "singular_values", "nuclear_norm", "stable_rank", "entropy_rank",
         "power_iteration"])
@@ -359,15 +399,31 @@ def test_one_dimensional_input_raises_value_error_shrink_and_projection(fn):
         fn(torch.ones(5, dtype=D64))
 
 
-def test_bad_poly_and_steps():
-    W = _randn(3, 3)
-    with pytest.raises(ValueError, match=re.escape("poly='septic'")):
-        sp.newton_schulz(W, 5, "septic")
-    with pytest.raises(ValueError, match=re.escape("poly='septic'")):
-        sp.ns_scalar(torch.tensor(0.5), 5, "septic")
-    for steps in (-1, 2.5, "5"):
-        with pytest.raises(ValueError, match=re.escape(f"steps={steps!r}")):
-            sp.newton_schulz(W, steps)
+@pytest.mark.parametrize("call", [
+    lambda n, k: ns.newton_schulz(_randn(3, 3), k, n), lambda n, k: ns.schedule_coefficients(n, k),
+    lambda n, k: ns.ns_response(torch.tensor(0.5), n, k), lambda n, k: ns.ns_relative_error(_randn(3, 3), n, k),
+    lambda n, k: ns.ns_gain_at_zero(n, k), lambda n, k: ns.ns_knee(n, k),
+    lambda n, k: ns.ns_spectral_penalty(torch.tensor([0.5]), n, k),
+], ids=["newton_schulz", "schedule_coefficients", "ns_response", "ns_relative_error", "ns_gain_at_zero",
+        "ns_knee", "ns_spectral_penalty"])
+def test_bad_schedule_and_steps_are_rejected(call):
+    for bad in ("septic", "Cubic", "newton"):
+        with pytest.raises(ValueError, match=re.escape(f"schedule={bad!r}") + ".*valid: cubic, quintic, polar_express"):
+            call(bad, 5)
+    for steps in (-1, 2.5, "5", True, None):
+        with pytest.raises(ValueError, match=re.escape(f"steps={steps!r}") + ".*non-negative integer"):
+            call("cubic", steps)
+
+
+def test_sign_is_the_exact_limit_not_a_schedule():
+    W = _randn(4, 4)
+    with pytest.raises(ValueError, match=re.escape("schedule='sign'") + ".*spectral.polar.*valid: cubic, quintic, "
+                                                                        "polar_express$"):
+        ns.newton_schulz(W, 5, "sign")
+    with pytest.raises(ValueError, match="valid: cubic, quintic, polar_express$"):
+        ns.schedule_coefficients("sign", 5)
+    with pytest.raises(ValueError, match="valid: cubic, quintic, polar_express, sign$"):
+        ns.ns_response(torch.tensor(0.5), "polar", 5)
 
 
 @pytest.mark.parametrize("rank", [0, -1, 1.5])

@@ -1,7 +1,6 @@
 """lrdlib.sweep: the table, the cache (resume without recomputation, also after SIGKILL),
-failed and diverged runs, and the executors (inline, process pool, submitit, batched) giving
+failed and diverged runs, and the executors (inline, process pool, submitit) giving
 the same table. Tiny runs (p = 23, d = 32), a few seconds each at most."""
-import importlib
 import json
 import os
 import signal
@@ -15,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import lrdlib.training as lt  # noqa: E402
 from lrdlib.cache import RunCache
 from lrdlib.config import RunConfig
 from lrdlib.data import TaskConfig
+from lrdlib.decay import Decay, DecayConfig, register_decay
 from lrdlib.model import ModelConfig
 from lrdlib.sweep import grid, run_sweep, summarize
 
-lt = importlib.import_module("lrdlib.train")
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
@@ -41,15 +41,15 @@ def configs(n_frac=2, n_wd=2, **kw):
 
 
 def count_trainings(monkeypatch) -> list:
-    """Patch lrdlib.train._run to record every run it trains (in this process)."""
+    """Patch lrdlib.training.run to record every run it trains (in this process)."""
     calls = []
-    real = lt._run
+    real = lt.run
 
     def counting(cfg, *a, **k):
         calls.append(cfg.key())
         return real(cfg, *a, **k)
 
-    monkeypatch.setattr(lt, "_run", counting)
+    monkeypatch.setattr(lt, "run", counting)
     return calls
 
 
@@ -93,12 +93,18 @@ def test_second_sweep_comes_from_the_cache(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- failed and diverged runs
+@register_decay("test_raises")
+class _Raises(Decay):
+    def apply(self, W, step):
+        raise RuntimeError("this decay always raises")
+
+
 def test_failing_run_is_a_row_and_the_sweep_goes_on(tmp_path):
-    bad = BASE.replace(targets=("no_such_matrix",))          # training raises (no target matrix)
+    bad = BASE.replace(decay=DecayConfig("test_raises", 0.1))     # training raises at step 1
     cache = RunCache(tmp_path)
     table = run_sweep([BASE, bad, BASE.replace(seed=1)], cache=cache)
     assert list(table.status) == ["ok", "failed", "ok"]
-    assert "no_such_matrix" in table.error.iloc[1] and not table.grokked.iloc[1]
+    assert "always raises" in table.error.iloc[1] and not table.grokked.iloc[1]
     assert cache.load(bad) is None and cache.load(BASE) is not None      # failures are not cached
 
 
@@ -108,31 +114,18 @@ def test_diverging_run_is_a_diverged_row(tmp_path):
     assert table.steps_run.iloc[0] < 30
 
 
-def test_batched_group_that_fails_is_retried_run_by_run(tmp_path):
-    bad = BASE.replace(targets=("no_such_matrix",))
-    table = run_sweep([bad, bad.replace(seed=1), BASE, BASE.replace(seed=1)], cache=RunCache(tmp_path), batched=True)
-    assert list(table.status) == ["failed", "failed", "ok", "ok"]
-
-
 # --------------------------------------------------------------------------- executors
 @pytest.fixture(scope="module")
 def inline_table(tmp_path_factory):
     return run_sweep(configs(), cache=RunCache(tmp_path_factory.mktemp("inline")), progress=False)
 
 
-def test_batched_sweep_gives_the_inline_table(inline_table, tmp_path):
-    same_outcomes(run_sweep(configs(), cache=RunCache(tmp_path), batched=True), inline_table)
-
-
+@pytest.mark.slow
 def test_process_pool_gives_the_inline_table(inline_table, tmp_path):
     same_outcomes(run_sweep(configs(), cache=RunCache(tmp_path), executor="process", workers=2), inline_table)
 
 
-def test_process_pool_runs_batched_groups(inline_table, tmp_path):
-    table = run_sweep(configs(), cache=RunCache(tmp_path), executor="process", workers=2, batched=True, group_size=2)
-    same_outcomes(table, inline_table)
-
-
+@pytest.mark.slow
 def test_submitit_local_executor_gives_the_inline_table(inline_table, tmp_path):
     submitit = pytest.importorskip("submitit")
     ex = submitit.LocalExecutor(folder=str(tmp_path / "submitit"))
@@ -159,6 +152,7 @@ run_sweep(cfgs, cache=RunCache({root!r}), progress=False)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_midway_then_resume_recomputes_only_unfinished(tmp_path, monkeypatch):
     cfgs = [BASE.replace(seed=s, task__split_seed=s, steps=150) for s in range(6)]
     root = tmp_path / "cache"
@@ -230,3 +224,117 @@ def test_boundary_needs_every_larger_fraction_to_grok():
     r = region(t).set_index(["method", "train_frac"])
     assert list(r.loc["LRD"].groks) == [False, True, True]
     assert list(r.loc["L2"].groks) == [True, False, True] and r.loc[("L2", 0.3), "best_strength"] == 1.0
+
+
+# --------------------------------------------------------------------------- hardening (issue 10)
+def test_analysis_frames_accept_failed_records(tmp_path):
+    from lrdlib.analysis import grok_table, history_frame, spectra_frame, tangential_frame
+
+    bad = BASE.replace(decay=DecayConfig("test_raises", 0.1))
+    _, recs = run_sweep([BASE, bad], cache=RunCache(tmp_path), return_records=True)
+    assert [r["status"] for r in recs] == ["ok", "failed"]
+    arms = {"a": recs}
+    g = grok_table(arms)
+    assert g.loc["a", "seeds"] == 1 and g.loc["a", "failed"] == 1
+    for frame in (history_frame, spectra_frame, tangential_frame):
+        assert set(frame(arms).seed) == {0}
+    assert grok_table({"b": [recs[1]]}).loc["b", "seeds"] == 0 and history_frame({"b": [recs[1]]}).empty
+
+
+KILLER = textwrap.dedent('''
+    """Imported by spawned pool workers (sitecustomize): a decay that kills its process."""
+    import os
+    from lrdlib.decay import Decay, register_decay
+
+    @register_decay("test_kill")
+    class Kill(Decay):
+        def apply(self, W, step):
+            os._exit(3)
+''')
+
+
+@pytest.mark.slow
+def test_dead_worker_costs_only_its_own_run(tmp_path, monkeypatch):
+    """One run kills its worker: the others (in flight in healthy workers or queued) finish."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(KILLER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]))
+    from lrdlib.decay import available_decays
+
+    if "test_kill" not in available_decays():  # register it here too, so the config validates
+        exec(compile(KILLER, "killer", "exec"), {})
+    kill = BASE.replace(decay=DecayConfig("test_kill", 0.1))
+    cfgs = [BASE.replace(seed=1), kill, BASE.replace(seed=2), BASE.replace(seed=3)]
+    table = run_sweep(cfgs, cache=RunCache(tmp_path / "c"), executor="process", workers=2)
+    assert list(table.status) == ["ok", "failed", "ok", "ok"]
+    assert "worker process died" in table.error.iloc[1]
+
+
+PARENT = textwrap.dedent('''
+    import multiprocessing as mp, sys, threading, time
+    from lrdlib.cache import RunCache
+    from lrdlib.sweep import run_sweep
+    from lrdlib.config import RunConfig
+    from lrdlib.data import TaskConfig
+    from lrdlib.model import ModelConfig
+
+    if __name__ == "__main__":
+        base = RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
+                         steps=100000, eval_every=1000, batch_size=64)
+        def report():
+            while True:
+                kids = mp.active_children()
+                if len(kids) == 2:
+                    print(" ".join(str(k.pid) for k in kids), flush=True)
+                    return
+                time.sleep(0.2)
+        threading.Thread(target=report, daemon=True).start()
+        run_sweep([base, base.replace(seed=1)], cache=RunCache(sys.argv[1]), executor="process", workers=2,
+                  progress=False)
+''')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (dead, not yet reaped) counts as dead
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "c")], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(p) for p in workers)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 20
+        while any(_alive(p) for p in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), "pool workers outlived the sweep's process"
+    finally:
+        proc.kill()
+
+
+@pytest.mark.slow
+def test_readme_process_pool_example_runs_as_a_plain_script(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- process-pool-example -->")[1].split("```python")[1].split("```")[0]
+    assert 'if __name__ == "__main__":' in block
+    small = ("RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64), "
+             "steps=20, eval_every=10, batch_size=64)")
+    code = ("from lrdlib.config import RunConfig\nfrom lrdlib.data import TaskConfig\n"
+            "from lrdlib.model import ModelConfig\n" + block.replace("seed_config(\"LRD\")", small))
+    (tmp_path / "example.py").write_text(code + "\n    assert (table.status == 'ok').all(), table\n")
+    env = {**os.environ, "LRD_CACHE_DIR": str(tmp_path / "cache"), "TQDM_DISABLE": "1"}
+    out = subprocess.run([sys.executable, str(tmp_path / "example.py")], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]

@@ -1,24 +1,37 @@
-"""The theory helpers of notebooks 01 and 02: polar geometry and NS spectral response
-(lrdlib.spectral), scale invariance, trajectories and subgradients (lrdlib.geometry), and the
-NS-vs-SVD benchmark script. Small sizes, float64 where identities are tested."""
+"""The theory helpers of notebooks 01 and 02: polar geometry and subgradients
+(lrdlib.polar_geometry), the NS spectral response (lrdlib.newton_schulz), scale invariance
+(lrdlib.scale_invariance), trajectories (lrdlib.trajectory), and the NS-vs-SVD benchmark script.
+Small sizes, float64 where identities are tested."""
 import importlib.util
+import itertools
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from lrdlib import newton_schulz as ns
+from lrdlib import polar_geometry as pg
 from lrdlib import spectral as sp
 from lrdlib.cache import RunCache
 from lrdlib.config import RunConfig
 from lrdlib.data import TaskConfig, make_split
 from lrdlib.decay import DecayConfig, make_decay
-from lrdlib.geometry import (diag_trajectory, euler_checks, invariance_summary, riemannian_fd_check,
-                             scale_invariance_table, snapshot_record_mismatch, snapshot_run, subgradient_slack,
-                             trajectory_split, why)
 from lrdlib.model import ModelConfig, build_model
 from lrdlib.optim import OptimConfig
-from lrdlib.train import train, trained_model
+from lrdlib.polar_geometry import (
+    diag_trajectory,
+    riemannian_fd_check,
+    subgradient_slack,
+)
+from lrdlib.scale_invariance import (
+    euler_checks,
+    invariance_summary,
+    scale_invariance_table,
+    why,
+)
+from lrdlib.training import train, trained_model
+from lrdlib.trajectory import snapshot_record_mismatch, snapshot_run, trajectory_split
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -52,11 +65,11 @@ def test_polar_inner_product_is_nuclear_norm_and_split_closed_form(shape, rank):
     m, n = shape
     W = _randn(m, rank, seed=1) @ _randn(rank, n, seed=2)
     assert int(sp.numerical_rank(W)) == rank
-    P = sp.polar_compact(W)
+    P = pg.polar_compact(W)
     torch.testing.assert_close(sp.inner(P, W), sp.nuclear_norm(W), rtol=1e-12, atol=0)
     torch.testing.assert_close(sp.inner(sp.polar(W), W), sp.nuclear_norm(W), rtol=1e-12, atol=0)  # any fan element
-    c, T = sp.radial_tangential(P, W)
-    c_cf, tan2 = sp.polar_split_closed_form(W)
+    c, T = pg.radial_tangential(P, W)
+    c_cf, tan2 = pg.polar_split_closed_form(W)
     torch.testing.assert_close(c, c_cf, rtol=1e-12, atol=0)
     torch.testing.assert_close(sp.fro(T) ** 2, tan2, rtol=0, atol=1e-10)
     torch.testing.assert_close(tan2, rank - sp.nuclear_norm(W) ** 2 / sp.fro(W) ** 2, rtol=1e-12, atol=1e-12)
@@ -66,26 +79,26 @@ def test_polar_inner_product_is_nuclear_norm_and_split_closed_form(shape, rank):
 
 def test_tangential_part_vanishes_exactly_for_flat_spectrum():
     W = _with_spectrum(8, [2.0] * 5)
-    c, tan2 = sp.polar_split_closed_form(W)
+    c, tan2 = pg.polar_split_closed_form(W)
     assert abs(float(tan2)) < 1e-12 and float(c) == pytest.approx(0.5)
 
 
 def test_polar_compact_drops_null_space_but_polar_does_not():
     W = _with_spectrum(6, [3.0, 1.0])
-    assert float(sp.fro(sp.polar_compact(W)) ** 2) == pytest.approx(2.0, abs=1e-10)
+    assert float(sp.fro(pg.polar_compact(W)) ** 2) == pytest.approx(2.0, abs=1e-10)
     assert float(sp.fro(sp.polar(W)) ** 2) == pytest.approx(6.0, abs=1e-10)
 
 
 def test_nuc_fro_ratio_gradient_matches_finite_differences_and_is_tangent():
     W = _randn(10, 7, seed=3)
-    g = sp.nuc_fro_ratio_grad(W)
+    g = pg.nuc_fro_ratio_grad(W)
     H = _randn(10, 7, seed=4)
     t = 1e-6
-    fd = (sp.nuc_fro_ratio(W + t * H) - sp.nuc_fro_ratio(W - t * H)) / (2 * t)
+    fd = (pg.nuc_fro_ratio(W + t * H) - pg.nuc_fro_ratio(W - t * H)) / (2 * t)
     assert float(fd) == pytest.approx(float(sp.inner(g, H)), rel=1e-7)
     assert abs(float(sp.inner(g, W))) < 1e-13
-    torch.testing.assert_close(sp.sphere_gradient(W, g), g, rtol=0, atol=1e-14)
-    c, _ = sp.polar_split_closed_form(W)
+    torch.testing.assert_close(pg.sphere_gradient(W, g), g, rtol=0, atol=1e-14)
+    c, _ = pg.polar_split_closed_form(W)
     torch.testing.assert_close(c * W + sp.fro(W) * g, sp.polar(W), rtol=0, atol=1e-12)
     res = riemannian_fd_check(W, n_dirs=4)
     assert res["fd_rel_err"] < 1e-7 and res["tangent_cos"] < 1e-13
@@ -106,61 +119,52 @@ def test_riemannian_fd_check_near_rank_deficiency_is_rounding_limited():
 
 def test_sphere_gradient_projects_out_the_radial_part():
     W, E = _randn(5, 6, seed=5), _randn(5, 6, seed=6)
-    R = sp.sphere_gradient(W, E)
+    R = pg.sphere_gradient(W, E)
     assert abs(float(sp.inner(R, W))) < 1e-12
-    torch.testing.assert_close(sp.sphere_gradient(W, R), R, rtol=0, atol=1e-13)
+    torch.testing.assert_close(pg.sphere_gradient(W, R), R, rtol=0, atol=1e-13)
 
 
 # --------------------------------------------------------------- NS spectral response
 @pytest.mark.parametrize("variant,steps", [("cubic", 1), ("cubic", 5), ("quintic", 5), ("polar_express", 5), ("sign", 0)])
-def test_ns_variant_is_ns_response_on_normalised_singular_values(variant, steps):
-    s = torch.tensor([1.0, 0.7, 0.3, 0.1, 0.05, 0.02, 0.01, 0.004], dtype=D64)  # full rank
+def test_matrix_map_is_ns_response_on_normalised_singular_values(variant, steps):
+    s = torch.tensor([1.0, 0.7, 0.3, 0.1, 0.05, 0.02, 0.01, 0.004], dtype=D64)  # full rank, ‖W‖_F ~ 1
     W = _with_spectrum(8, s, seed=7)
     S = sp.singular_values(W)
-    got = sp.singular_values(sp.ns_variant(W, variant, steps))
-    want = sp.ns_response(S / sp.fro(W), variant, steps).abs().sort(descending=True).values
-    torch.testing.assert_close(got[:len(s)], want, rtol=1e-6, atol=1e-7)  # ε in the normalisation: ~1e-8
-    # and the same left/right singular vectors: ns_variant(W) = U φ(Σ/‖W‖) Vᵀ
+    M = sp.polar(W) if variant == "sign" else ns.newton_schulz(W, steps, variant)
+    want = ns.ns_response(S / sp.fro(W), variant, steps).abs().sort(descending=True).values
+    torch.testing.assert_close(sp.singular_values(M)[:len(s)], want, rtol=1e-6, atol=1e-7)  # ε: ~1e-8
     U, _, Vh = torch.linalg.svd(W, full_matrices=False)
-    phi = sp.ns_response(S / sp.fro(W), variant, steps)
-    torch.testing.assert_close(sp.ns_variant(W, variant, steps), (U * phi) @ Vh, rtol=0, atol=1e-7)
-
-
-def test_ns_response_matches_ns_scalar_and_rejects_unknown_variant():
-    s = torch.linspace(0, 1, 11, dtype=D64)
-    torch.testing.assert_close(sp.ns_response(s, "cubic", 5), sp.ns_scalar(s, 5, "cubic"))
-    torch.testing.assert_close(sp.ns_response(s[1:], "sign"), torch.ones(10, dtype=D64))
-    with pytest.raises(ValueError, match="valid: cubic, quintic, polar_express, sign"):
-        sp.ns_response(s, "newton")
+    phi = ns.ns_response(S / sp.fro(W), variant, steps)
+    torch.testing.assert_close(M, (U * phi) @ Vh, rtol=0, atol=1e-7)
 
 
 def test_polar_express_coefficients_shrink_the_error_every_step_and_beat_muon():
-    coeffs = sp.polar_express_coefficients(5, lower=1e-3)
+    coeffs = ns.polar_express_coefficients(5, lower=1e-3)
     assert len(coeffs) == 5
     # published first step for [1e-3, 1] (Amsel et al. 2025, before their 1.01 safety factor): a ≈ 8.3, b ≈ −24, c ≈ 17
     a, b, c = coeffs[0]
     assert 7.5 < a < 9.5 and -27 < b < -21 and 15 < c < 21
     x = torch.logspace(-3, 0, 2000, dtype=D64)
-    errs = [float((sp.ns_response(x, "polar_express", k) - 1).abs().max()) for k in range(1, 6)]
-    assert all(e2 < e1 for e1, e2 in zip(errs, errs[1:])), errs
+    errs = [float((ns.ns_response(x, "polar_express", k) - 1).abs().max()) for k in range(1, 6)]
+    assert all(e2 < e1 for e1, e2 in itertools.pairwise(errs)), errs
     assert errs[-1] < 0.15
-    assert errs[-1] < float((sp.ns_response(x, "quintic", 5) - 1).abs().max())
-    assert sp.polar_express_coefficients(5, lower=1e-3) == coeffs  # memoised, returned as a fresh list
+    assert errs[-1] < float((ns.ns_response(x, "quintic", 5) - 1).abs().max())
+    assert ns.polar_express_coefficients(5, lower=1e-3) == coeffs  # memoised, returned as a fresh list
     with pytest.raises(ValueError):
-        sp.polar_express_coefficients(3, lower=0.0)
+        ns.polar_express_coefficients(3, lower=0.0)
 
 
 def test_ns_gain_knee_and_relative_error():
     for variant, steps in (("cubic", 5), ("quintic", 5), ("polar_express", 5)):
-        g = sp.ns_gain_at_zero(variant, steps)
+        g = ns.ns_gain_at_zero(variant, steps)
         s = torch.tensor([1e-9], dtype=D64)
-        assert float(sp.ns_response(s, variant, steps) / s) == pytest.approx(g, rel=1e-6)
-        k = sp.ns_knee(variant, steps)
-        assert float(sp.ns_response(torch.tensor(k, dtype=D64), variant, steps)) == pytest.approx(0.5, abs=1e-9)
-    assert sp.ns_gain_at_zero("cubic", 5) == 1.5 ** 5 and sp.ns_gain_at_zero("sign") == math.inf
+        assert float(ns.ns_response(s, variant, steps) / s) == pytest.approx(g, rel=1e-6)
+        k = ns.ns_knee(variant, steps)
+        assert float(ns.ns_response(torch.tensor(k, dtype=D64), variant, steps)) == pytest.approx(0.5, abs=1e-9)
+    assert ns.ns_gain_at_zero("cubic", 5) == 1.5 ** 5 and ns.ns_gain_at_zero("sign") == math.inf
     W = _randn(3, 16, 16, seed=8)
-    assert float(sp.ns_relative_error(W, "sign").max()) < 1e-12
-    e5, e10 = sp.ns_relative_error(W, "cubic", 5), sp.ns_relative_error(W, "cubic", 10)
+    assert float(ns.ns_relative_error(W, "sign").max()) < 1e-12
+    e5, e10 = ns.ns_relative_error(W, "cubic", 5), ns.ns_relative_error(W, "cubic", 10)
     assert (e10 < e5).all() and (e5 > 0.1).all()
 
 
@@ -169,12 +173,12 @@ def test_ns_spectral_penalty_is_the_antiderivative():
 
     s = torch.tensor([1e-6, 1e-4, 0.01, 0.05, 0.2, 0.6, 1.0], dtype=D64)
     for variant, steps in (("cubic", 5), ("quintic", 5), ("polar_express", 5)):
-        phi = lambda t: float(sp.ns_response(torch.tensor(t, dtype=D64), variant, steps))
+        phi = lambda t, v=variant, k=steps: float(ns.ns_response(torch.tensor(t, dtype=D64), v, k))
         ref = torch.tensor([quad(phi, 0, float(v), limit=200, epsabs=0, epsrel=1e-10)[0] for v in s], dtype=D64)
-        torch.testing.assert_close(sp.ns_spectral_penalty(s, variant, steps), ref, rtol=1e-3, atol=0)
+        torch.testing.assert_close(ns.ns_spectral_penalty(s, variant, steps), ref, rtol=1e-3, atol=0)
     small = torch.tensor([1e-5], dtype=D64)
-    assert float(sp.ns_spectral_penalty(small, "cubic", 5)) == pytest.approx(1.5 ** 5 * 1e-10 / 2, rel=1e-3)
-    torch.testing.assert_close(sp.ns_spectral_penalty(s, "sign"), s)
+    assert float(ns.ns_spectral_penalty(small, "cubic", 5)) == pytest.approx(1.5 ** 5 * 1e-10 / 2, rel=1e-3)
+    torch.testing.assert_close(ns.ns_spectral_penalty(s, "sign"), s)
 
 
 # ------------------------------------------------------------------ scale invariance
@@ -265,3 +269,22 @@ def test_ns_vs_svd_benchmark_runs_small(tmp_path):
     assert mod.repeats_for(4096, 5) == (3, False) and mod.repeats_for(128, 5) == (5, True)
     with pytest.raises(SystemExit):
         mod.main(["--sizes", "0", "--out", ""])
+
+
+def test_angle_of_a_known_rotation_is_exact():
+    """B = cos θ A + sin θ ‖A‖ T̂ (T̂ ⟂ A, unit) is A turned by θ in a plane: ∠(A, B) = θ, also
+    for θ far below where arccos(cos θ) would lose every digit, and scale-free in A and B."""
+    from lrdlib.polar_geometry import angle
+
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 16, 12, generator=gen, dtype=torch.float64)
+    T = torch.randn(3, 16, 12, generator=gen, dtype=torch.float64)
+    T = T - (A * T).sum((-2, -1), keepdim=True) / (A * A).sum((-2, -1), keepdim=True) * A
+    T = T / T.norm(dim=(-2, -1), keepdim=True) * A.norm(dim=(-2, -1), keepdim=True)
+    # rtol: the rounding floor ε·√n/θ of ‖Â − B̂‖ (arccos of the cosine would give 0 at θ = 1e-9)
+    for theta, rtol in ((1e-9, 1e-7), (1e-5, 1e-10), (0.3, 1e-14), (1.5, 1e-14), (3.0, 1e-14)):
+        B = math.cos(theta) * A + math.sin(theta) * T
+        want = torch.full((3,), theta, dtype=torch.float64)
+        assert torch.allclose(angle(A, B), want, rtol=rtol, atol=0)
+        assert torch.allclose(angle(2.5 * A, 0.1 * B), want, rtol=rtol, atol=0)
+    assert torch.all(angle(A, A) == 0)

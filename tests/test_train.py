@@ -1,9 +1,10 @@
-"""lrdlib.train on a small task (p = 23, d = 32): determinism, the record, grokking detection,
+"""lrdlib.training on a small task (p = 23, d = 32): determinism, the record, grokking detection,
 early stop, divergence, Euler's identity for the Q/K gradients, the cache, trained_model."""
 import importlib
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,13 +16,12 @@ from lrdlib.data import TaskConfig, commutativity_ceiling, make_split
 from lrdlib.decay import DecayConfig
 from lrdlib.model import ModelConfig, build_model
 from lrdlib.optim import OptimConfig
-from lrdlib.train import BatchSampler, evaluate, steps_to_grok, train, trained_model
+from lrdlib.polar_geometry import angle
+from lrdlib.training import BatchSampler, evaluate, steps_to_grok, train, trained_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-# the module, not the function: lrdlib/__init__ re-exports ``train``, which shadows the
-# submodule as the attribute ``lrdlib.train`` (so ``import lrdlib.train as lt`` gives the function)
-lt = importlib.import_module("lrdlib.train")
+import lrdlib.training as lt  # noqa: E402  (the module; ``lrdlib.train`` is its function)
 
 BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
                  model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
@@ -29,7 +29,8 @@ BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
 QK = ["layers.0.attn.q_proj.weight", "layers.0.attn.k_proj.weight",
       "layers.1.attn.q_proj.weight", "layers.1.attn.k_proj.weight"]
 SPECTRA_KEYS = {"stable_rank", "entropy_rank", "nuc_over_fro", "fro", "top_sv"}
-TANG_KEYS = {f"{a}_{b}" for a in ("grad", "decay", "update") for b in ("rad", "tan")}
+TANG_KEYS = ({f"{a}_{b}" for a in ("grad", "opt", "decay", "update") for b in ("rad", "tan")}
+             | {"angle_step", "angle_opt", "angle_decay", "angle_total"})
 
 
 def _run(cfg):
@@ -106,7 +107,7 @@ def test_train_step_probe_and_decay():
     decay = make_decay(DecayConfig("l2", 0.1))
     params = [p for _, p in split_targets(model, ("q_proj", "k_proj"))[0]]
     split = make_split(BASE.task)
-    probe = lt._Probe()
+    probe = lt.Probe()
     lt.train_step(model, opts, decay, params, split.x_train[:64], split.y_train[:64], 1, probe)
     assert probe.W0.shape == probe.G.shape == probe.W1.shape == probe.W2.shape == (4, 32, 32)
     torch.testing.assert_close(probe.W2, 0.9 * probe.W1, atol=1e-7, rtol=0)
@@ -158,7 +159,10 @@ def test_record_fields(base_record):
     assert t["step"] == [20, 40, 60]
     for n in QK:
         assert set(t[n]) == TANG_KEYS and all(len(v) == 3 for v in t[n].values())
-        assert all(v == 0 for v in t[n]["decay_rad"] + t[n]["decay_tan"])  # no decay configured
+        assert all(v == 0 for v in t[n]["decay_rad"] + t[n]["decay_tan"] + t[n]["angle_decay"])  # no decay
+        assert t[n]["angle_step"] == pytest.approx(t[n]["angle_opt"], rel=1e-9)
+        # the total angle travelled is the running sum of 20 steps × the mean angle per step
+        assert t[n]["angle_total"] == pytest.approx(list(np.cumsum([20 * a for a in t[n]["angle_step"]])), rel=1e-9)
     assert rec["ms_per_step"] > 0 and rec["wall_time_s"] > 0
     json.dumps(rec, allow_nan=False)  # JSON-able, and no NaN/inf in a healthy run (raises otherwise)
 
@@ -258,10 +262,11 @@ def test_nan_loss_gives_diverged_record(monkeypatch, tmp_path):
     rec = train(BASE, cache=cache, progress=False)
     assert rec["status"] == "diverged"
     assert rec["steps_run"] == 40 and rec["history"]["step"] == [0, 20, 40]
-    assert math.isnan(rec["history"]["train_loss"][-1]) and math.isnan(rec["history"]["val_loss"][-1])
+    assert rec["history"]["train_loss"][-1] is None and rec["history"]["val_loss"][-1] is None  # NaN → null
     assert rec["final_val_acc"] == rec["history"]["val_acc"][-1]
     assert not rec["grokked"]
-    assert cache.load(BASE)["status"] == "diverged"  # saved, NaN and all
+    assert cache.load(BASE) == rec  # saved as strict JSON (NaN → null), read back unchanged
+    assert "NaN" not in cache.record_path(BASE).read_text()
 
 
 def test_nan_minibatch_loss_alone_gives_diverged(monkeypatch):
@@ -288,7 +293,7 @@ def cached_run(tmp_path):
 def _forbid_run(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("_run must not be called: the record is cached")
-    monkeypatch.setattr(lt, "_run", boom)
+    monkeypatch.setattr(lt, "run", boom)
 
 
 def test_train_with_cache_reuses_record(cached_run, monkeypatch, base_record):
@@ -330,13 +335,13 @@ def test_trained_model_trains_when_missing(tmp_path, monkeypatch):
     cfg = BASE.replace(steps=20)
     cache = RunCache(tmp_path / "c2")
     calls = []
-    real = lt._run
+    real = lt.run
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(lt, "_run", counting)
+    monkeypatch.setattr(lt, "run", counting)
     m1 = trained_model(cfg, cache)
     m2 = trained_model(cfg, cache)
     assert len(calls) == 1
@@ -351,8 +356,88 @@ def test_trained_model_retrains_when_weights_file_is_missing(cached_run):
     assert evaluate(model, split.x_val, split.y_val)[1] == rec["final_val_acc"]
 
 
+@pytest.mark.parametrize("content", [b"", b"not safetensors at all", None], ids=["empty", "garbage", "truncated"])
+def test_trained_model_retrains_when_weights_file_is_corrupt(cached_run, content):
+    cache, rec = cached_run
+    data = cache.weights_path(BASE).read_bytes()
+    cache.weights_path(BASE).write_bytes(data[: len(data) // 2] if content is None else content)
+    model = trained_model(BASE, cache)
+    split = make_split(BASE.task)
+    assert evaluate(model, split.x_val, split.y_val)[1] == rec["final_val_acc"]
+    assert cache.load_weights(BASE) is not None                 # rewritten
+
+
+def test_probe_hook_sees_every_step_and_leaves_the_trajectory_alone(base_record):
+    seen = []
+    rec, _ = lt.run(BASE, probe_every=7, on_probe=lambda s, p: seen.append((s, p.W0.shape, p.G.shape)))
+    assert [s for s, _, _ in seen] == list(range(7, BASE.steps + 1, 7))
+    assert seen[0][1] == seen[0][2] == (4, 32, 32)
+    assert rec["history"] == base_record["history"] and rec["spectra"] == base_record["spectra"]
+    with pytest.raises(ValueError, match="probe_every=0"):
+        lt.run(BASE, probe_every=0, on_probe=print)
+
+
 def test_cuda_device_without_cuda_raises():
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     with pytest.raises(ValueError, match="CUDA is not available"):
         _run(BASE.replace(device="cuda"))
+
+
+# --------------------------------------------------------------------------- angles, fixed norm, Q/K lr (notebook 07)
+def test_angle_meter_matches_the_angle_of_every_step():
+    """The recorded mean angle per step is the mean of ∠(W before, W after) over the steps."""
+    cfg = BASE.replace(steps=10, eval_every=5, decay=DecayConfig("lrd_ns", 0.01), optim__target_weight_decay=0.0)
+    per_step = []
+    rec, _ = lt.run(cfg, probe_every=1, on_probe=lambda s, p: per_step.append(
+        [float(a) for a in angle(p.W0.double(), p.W2.double())]))
+    got = rec["tangential"][QK[0]]
+    want = np.array(per_step)[:, 0]
+    assert got["angle_step"] == pytest.approx([want[:5].mean(), want[5:].mean()], rel=1e-9)
+    assert got["angle_total"][-1] == pytest.approx(want.sum(), rel=1e-9)
+    assert all(a > 0 for a in got["angle_decay"])
+
+
+def test_fixed_norm_run_keeps_every_target_at_radius_r():
+    r = 0.3
+    cfg = BASE.replace(decay=DecayConfig("fixed_norm", r), optim__target_weight_decay=0.0)
+    rec = _run(cfg)
+    for n in QK:
+        assert rec["spectra"][n]["fro"][1:] == pytest.approx([r] * 3, rel=1e-6)
+
+
+def test_target_lr_scale_scales_only_the_targets_learning_rate():
+    from lrdlib.optim import build_optimizers
+
+    for kind, base_lr in (("adamw", 1e-3), ("luon", 0.02), ("muon", 0.02)):
+        cfg = OptimConfig(kind=kind, target_lr_scale=4.0)
+        model = build_model(BASE.model, 0)
+        lrs = {id(p): g["lr"] for o in build_optimizers(model, cfg, BASE.targets) for g in o.param_groups
+               for p in g["params"]}
+        for name, p in model.named_parameters():
+            want = base_lr * 4 if name in QK else 1e-3
+            assert lrs[id(p)] == pytest.approx(want), (kind, name)
+    with pytest.raises(ValueError, match="target_lr_scale=0.0"):
+        OptimConfig(target_lr_scale=0)
+
+
+def test_fixed_norm_projection_leaves_the_qk_norm_model_unchanged():
+    from lrdlib.decay import apply_decay, make_decay
+
+    model = build_model(BASE.model, 0).double()
+    x = make_split(BASE.task).x_train[:50]
+    before = model(x)
+    targets = [p for n, p in model.named_parameters() if n in QK]
+    apply_decay(make_decay(DecayConfig("fixed_norm", 0.05)), targets, step=1)
+    assert torch.allclose(torch.stack([p.norm() for p in targets]), torch.full((4,), 0.05, dtype=torch.float64),
+                          rtol=1e-6, atol=0)
+    assert torch.allclose(model(x), before, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="strength=0.0"):
+        DecayConfig("fixed_norm", 0.0)
+
+
+def test_train_function_does_not_hide_the_training_module():
+    import lrdlib
+
+    assert lrdlib.train is lt.train and callable(lrdlib.train)
+    assert importlib.import_module("lrdlib.training") is lt and lt.run and lt.AngleMeter

@@ -8,8 +8,11 @@ Every ``eval_every`` steps (and at s = 0 and the last step) the record gets
   * full-set train/validation loss and accuracy,
   * per target matrix W: stable rank ‖W‖_F²/σ₁², entropy rank, ‖W‖_*/‖W‖_F, ‖W‖_F, top σᵢ,
   * per target matrix, at that step: the radial and tangential norms (with respect to W) of
-    the task gradient G, of the decay's displacement, and of the whole update ΔW.
-With ``cfg.compile``, full batches go through ``torch.compile`` (``lrdlib.compiled``).
+    the task gradient G, of the optimiser's update, of the decay's displacement and of the
+    whole update ΔW; and, from every step since the last evaluation, the mean angle W turned
+    through per step (whole step, optimiser, decay) and the total angle travelled since step 0
+    (``AngleMeter``; ``record["tangential"][matrix]["angle_step"]`` etc.).
+With ``cfg.compile``, full batches go through ``torch.compile`` (``lrdlib.model.compile_model``).
 A non-finite loss stops the run with ``status = "diverged"``; the caller gets the record.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,13 +30,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import spectral
-from .cache import RunCache
-from .compiled import compile_model
+from .cache import RunCache, strict_json
 from .config import RunConfig
 from .data import Split, commutativity_ceiling, make_split
 from .decay import apply_decay, make_decay
-from .model import Transformer, build_model
+from .model import Transformer, build_model, compile_model
 from .optim import build_optimizers, split_targets
+from .polar_geometry import angle, radial_tangential_norms
 
 TOP_SV = 8
 
@@ -94,7 +98,7 @@ def _nan_spectra(W: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 @dataclass
-class _Probe:
+class Probe:
     """Target matrices and their gradient captured around one step (tangential metrics):
     W0 before the step, G the task gradient at W0, W1 after the optimiser, W2 after the decay."""
 
@@ -108,8 +112,37 @@ def _stack(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([p.detach() for p in params]).clone()
 
 
+class AngleMeter:
+    """The angle each target matrix turns through, every step (``polar_geometry.angle``):
+    ∠(W₀, W₂) for the whole step, ∠(W₀, W₁) for the optimiser and ∠(W₁, W₂) for the decay
+    (W₀ before the step, W₁ after the optimiser, W₂ after the decay). ``flush`` gives the mean
+    per step since the last flush and the running total of the whole-step angle (the total
+    angle travelled). Under QK-Norm only the direction of W_Q, W_K matters, so these are the
+    effective (angular) learning rates."""
+
+    def __init__(self, k: int):
+        self.sum = {n: torch.zeros(k, dtype=torch.float64) for n in ("step", "opt", "decay")}
+        self.total = torch.zeros(k, dtype=torch.float64)
+        self.count = 0
+
+    def update(self, W0: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor) -> None:
+        a = angle(torch.stack([W0, W0, W1]), torch.stack([W2, W1, W2])).cpu()   # one batched call
+        for name, row in zip(("step", "opt", "decay"), a):
+            self.sum[name] += row
+        self.count += 1
+
+    def flush(self) -> dict[str, torch.Tensor]:
+        self.total += self.sum["step"]
+        out = {f"angle_{n}": s / max(self.count, 1) for n, s in self.sum.items()}
+        out["angle_total"] = self.total.clone()
+        for s in self.sum.values():
+            s.zero_()
+        self.count = 0
+        return out
+
+
 def train_step(model: torch.nn.Module, opts: list, decay, targets: list[torch.Tensor],
-               x: torch.Tensor, y: torch.Tensor, step: int, probe: _Probe | None = None) -> torch.Tensor:
+               x: torch.Tensor, y: torch.Tensor, step: int, probe: Probe | None = None) -> torch.Tensor:
     """One step: loss, backward, every optimiser, then the decoupled decay on ``targets``.
     Returns the (detached) minibatch loss; fills ``probe`` if one is given."""
     loss = F.cross_entropy(model(x), y)
@@ -128,11 +161,11 @@ def train_step(model: torch.nn.Module, opts: list, decay, targets: list[torch.Te
     return loss.detach()
 
 
-def _tangential(probe: _Probe) -> dict[str, torch.Tensor]:
+def _tangential(probe: Probe) -> dict[str, torch.Tensor]:
     out = {}
-    for name, D, at in (("grad", probe.G, probe.W0), ("decay", probe.W1 - probe.W2, probe.W1),
-                        ("update", probe.W2 - probe.W0, probe.W0)):
-        r, t = spectral.radial_tangential_norms(D.double(), at.double())
+    for name, D, at in (("grad", probe.G, probe.W0), ("opt", probe.W1 - probe.W0, probe.W0),
+                        ("decay", probe.W1 - probe.W2, probe.W1), ("update", probe.W2 - probe.W0, probe.W0)):
+        r, t = radial_tangential_norms(D.double(), at.double())
         out[f"{name}_rad"], out[f"{name}_tan"] = r, t
     return out
 
@@ -148,6 +181,8 @@ def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = Tr
     """Train one run (or load it from the cache) and return its record.
 
     progress: show a tqdm bar with live accuracy; None = yes unless $TQDM_DISABLE is set.
+    The cache folder is checked for writing before training, so a run is never trained only
+    to be lost.
     """
     if progress is None:
         progress = not os.environ.get("TQDM_DISABLE")
@@ -156,19 +191,31 @@ def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = Tr
         rec = cache.load(cfg)
         if rec is not None:
             return rec
-    rec, state = _run(cfg, progress=progress, desc=desc)
+        cache.check_writable()
+    rec, state = run(cfg, progress=progress, desc=desc)
     if use_cache:
         cache.save(cfg, rec, state)
     return rec
 
 
-def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
+def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, probe_every: int | None = None,
+        on_probe: Callable[[int, Probe], None] | None = None) -> tuple[dict, dict]:
+    """The training loop: (record, final state dict) of ``cfg``, uncached.
+
+    probe_every, on_probe: a hook for analyses that need more than the record. Every
+    ``probe_every`` steps, ``on_probe(step, probe)`` gets the target matrices before the step
+    (``probe.W0``), the task gradient (``probe.G``) and the matrices after the optimiser
+    (``W1``) and after the decay (``W2``). The hook only reads: the trajectory is the same
+    with or without it (``lrdlib.trajectory.snapshot_run`` uses it).
+    """
+    if probe_every is not None and (not isinstance(probe_every, int) or probe_every < 1):
+        raise ValueError(f"probe_every={probe_every!r} must be a positive integer or None")
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} requested but CUDA is not available here; use device='cpu'")
     split: Split = make_split(cfg.task, device)
     model = build_model(cfg.model, cfg.seed, device)
-    fast = compile_model(model) if cfg.compile else model   # full batches only (see lrdlib.compiled)
+    fast = compile_model(model) if cfg.compile else model   # full batches only (see lrdlib.model.compile_model)
     opts = build_optimizers(model, cfg.optim, cfg.targets)
     decay = make_decay(cfg.decay)
     tgt = split_targets(model, cfg.targets)[0]
@@ -179,6 +226,7 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
     spectra: dict[str, dict] = {n: {} for n in names}
     tangential: dict[str, dict] = {n: {} for n in names}
     tang_steps: list[int] = []
+    meter = AngleMeter(len(names))
     status, grok = "ok", None
 
     def log_eval(step: int) -> bool:
@@ -206,13 +254,17 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
         step += 1
         idx = sampler.next()
         measure = step % cfg.eval_every == 0 or step == cfg.steps
-        probe = _Probe() if measure else None
+        hooked = probe_every is not None and step % probe_every == 0
+        probe = Probe()
         net = fast if len(idx) == cfg.batch_size else model
         loss = train_step(net, opts, decay, params, split.x_train[idx], split.y_train[idx], step, probe)
+        meter.update(probe.W0, probe.W1, probe.W2)
         pbar.update(1)
+        if hooked:
+            on_probe(step, probe)
         if measure:
             tang_steps.append(step)
-            _append(tangential, names, _tangential(probe))
+            _append(tangential, names, {**_tangential(probe), **meter.flush()})
             stop = log_eval(step)
             if not math.isfinite(loss.item()):
                 status, stop = "diverged", True
@@ -242,17 +294,23 @@ def _run(cfg: RunConfig, progress: bool, desc: str | None) -> tuple[dict, dict]:
         "tangential": {"step": tang_steps, **tangential},
         "final_singular_values": dict(zip(names, sv)),
     }
-    # JSON round trip: the record returned now equals the one read back from the cache later.
-    return json.loads(json.dumps(record)), model.state_dict()
+    # strict-JSON round trip (NaN → null): the record returned now equals the one read back later.
+    return json.loads(json.dumps(strict_json(record), allow_nan=False)), model.state_dict()
 
 
 def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool = False) -> Transformer:
-    """The final model of a run (trained now if it is not in the cache)."""
+    """The final model of a run, (re)trained now if its record or a readable weights file is missing."""
     cache = cache if cache is not None else RunCache()
-    state = cache.load_weights(cfg) if cache.load(cfg) is not None else None
-    if state is None:  # not trained yet, or the weights file went missing: (re)train
-        rec, state = _run(cfg, progress=progress, desc=None)
-        cache.save(cfg, rec, state)
     model = build_model(cfg.model, cfg.seed, "cpu")
+    state = cache.load_weights(cfg) if cache.load(cfg) is not None else None
+    try:
+        if state is not None:
+            model.load_state_dict(state)
+            return model
+    except (RuntimeError, ValueError):  # weights of another shape or names: not this run's
+        pass
+    cache.check_writable()
+    rec, state = run(cfg, progress=progress)
+    cache.save(cfg, rec, state)
     model.load_state_dict(state)
     return model
