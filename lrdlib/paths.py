@@ -50,8 +50,9 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
                       tag: str = "") -> dict:
     """The JSON a script of ``benchmarks/`` writes, read through one function.
 
-    Reads ``build/benchmarks/<name><tag>.json`` when it exists and was measured on ``device``;
-    otherwise (or with ``rerun``) runs ``python benchmarks/<name>.py <args> --device <device>
+    Reads ``build/benchmarks/<name><tag>.json`` when it exists, was measured on ``device`` and
+    records the same values for every ``--option value`` of ``args`` that it stores (e.g. a file
+    written by a 3-step smoke run is not taken for a 30-step request); otherwise (or with ``rerun``) runs ``python benchmarks/<name>.py <args> --device <device>
     --out <that file>`` in a subprocess (a fresh process: timings not disturbed by the caller's
     threads or caches) and reads what it wrote.
     """
@@ -66,7 +67,7 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
     out = root / "build" / "benchmarks" / f"{name}{tag}.json"
     if not rerun and out.exists():
         res = json.loads(out.read_text())
-        if res.get("device") == device:
+        if res.get("device") == device and _same_args(res, list(map(str, args))):
             return res
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(script), *map(str, args), "--device", device, "--out", str(out)]
@@ -74,3 +75,12 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return json.loads(out.read_text())
+
+
+def _same_args(res: dict, args: list[str]) -> bool:
+    """Whether every ``--key value`` pair of ``args`` matches ``res[key]`` where the result stores it."""
+    for flag, value in zip(args, args[1:]):
+        key = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if key and key in res and str(res[key]) != value:
+            return False
+    return True

@@ -29,3 +29,25 @@ def test_seed_runs_bad_inputs():
         seed_runs("fast")
     with pytest.raises(ValueError, match="valid: L2 \\(seed"):
         seed_runs("smoke", arms=["L2"])
+
+
+def test_benchmark_results_rerun_when_the_stored_args_differ(tmp_path, monkeypatch):
+    """A JSON written by a short (smoke) run is not read back for a longer request."""
+    import json
+
+    import lrdlib.paths as paths
+
+    (tmp_path / "lrdlib").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "fake.py").write_text(
+        "import argparse, json\n"
+        "ap = argparse.ArgumentParser(); ap.add_argument('--steps', type=int); ap.add_argument('--device')\n"
+        "ap.add_argument('--out'); a = ap.parse_args()\n"
+        "open(a.out, 'w').write(json.dumps({'device': a.device, 'steps': a.steps, 'fresh': True}))\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "build" / "benchmarks" / "fake.json"
+    out.parent.mkdir(parents=True)
+    out.write_text(json.dumps({"device": "cpu", "steps": 3, "fresh": False}))
+    assert paths.benchmark_results("fake", ["--steps", 3])["fresh"] is False      # same args: read back
+    assert paths.benchmark_results("fake", ["--steps", 30]) == {"device": "cpu", "steps": 30, "fresh": True}
