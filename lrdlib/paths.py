@@ -52,8 +52,8 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
 
     Reads ``build/benchmarks/<name><tag>.json`` when it exists, was measured on ``device`` and
     records the same values for every ``--option value`` of ``args`` that it stores (e.g. a file
-    written by a 3-step smoke run is not taken for a 30-step request); otherwise (or with ``rerun``) runs ``python benchmarks/<name>.py <args> --device <device>
-    --out <that file>`` in a subprocess (a fresh process: timings not disturbed by the caller's
+    written by a 3-step smoke run is not taken for a 30-step request); otherwise (or with
+    ``rerun``) runs ``python benchmarks/<name>.py <args> --device <device> --out <that file>`` in a subprocess (a fresh process: timings not disturbed by the caller's
     threads or caches) and reads what it wrote.
     """
     import json
