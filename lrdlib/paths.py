@@ -51,10 +51,11 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
     """The JSON a script of ``benchmarks/`` writes, read through one function.
 
     Reads ``build/benchmarks/<name><tag>.json`` when it exists, was measured on ``device`` and
-    records the same values for every ``--option value`` of ``args`` that it stores (e.g. a file
-    written by a 3-step smoke run is not taken for a 30-step request); otherwise (or with
-    ``rerun``) runs ``python benchmarks/<name>.py <args> --device <device> --out <that file>`` in a subprocess (a fresh process: timings not disturbed by the caller's
-    threads or caches) and reads what it wrote.
+    records the same values for every ``--option value`` of ``args`` that it stores (a file
+    written by a 3-step smoke run is not taken for a 30-step request). Otherwise, or with
+    ``rerun``, runs ``python benchmarks/<name>.py <args> --device <device> --out <that file>``
+    in a subprocess (a fresh process: timings not disturbed by the caller's threads or caches)
+    and reads what it wrote.
     """
     import json
     import subprocess
