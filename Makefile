@@ -4,16 +4,26 @@
 #   make test-fast                 the suite without the slow tests (notebooks, process pools): under 2 minutes
 #   make lint                      ruff on lrdlib/, tests/, benchmarks/ and the notebooks
 #   make reproduce                 execute every notebook with papermill (PROFILE=quick)
+#   make reproduce PROFILE=paper   the paper profile from the committed results store (paper/results/runs):
+#                                  trains only what is missing; FRESH=1 retrains every run once
+#   make paper-runs HOURS=2        train the paper profile's missing runs for HOURS, stop cleanly, print what is left
+#                                  (NB="03 04" limits it to some notebooks)
+#   make verify                    retrain N=3 random committed runs, compare their histories with the store
 #   make reproduce PROFILE=paper DEVICE=cuda
 #   make notebook NB=03            execute one notebook (by number or file name)
 #   make lab                       JupyterLab on notebooks/ with the registered kernel
 #   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
+#   make paper                     the manuscript: numbers -> paper/macros.tex, latexmk -> build/paper/main.pdf
+#   make arxiv                     build/paper/arxiv.tar.gz, a tarball that compiles on its own
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= quick
 DEVICE  ?= cpu
 NB      ?=
+HOURS   ?= 2
+N       ?= 3
+FRESH   ?=
 KERNEL  := lrd-companion
 BUILD   := build
 PY      := $(VENV)/bin/python
@@ -31,7 +41,7 @@ ifneq ($(NB),)
 NOTEBOOKS := $(sort $(wildcard notebooks/$(NB)*.ipynb notebooks/$(NB)))
 endif
 
-.PHONY: venv test test-fast lint reproduce notebook lab benchmark clean
+.PHONY: venv test test-fast lint reproduce notebook lab benchmark clean paper arxiv paper-runs verify
 
 venv: $(VENV)/.installed
 
@@ -55,7 +65,7 @@ lint: venv
 reproduce: venv
 	@test -n "$(NOTEBOOKS)" || { echo "no notebook matches NB=$(NB)"; exit 2; }
 	@mkdir -p $(BUILD)/notebooks figures
-	@set -e; for nb in $(NOTEBOOKS); do \
+	@set -e; $(if $(FRESH),export LRD_FRESH_SINCE=$$(date +%s);) for nb in $(NOTEBOOKS); do \
 	  out=$(BUILD)/notebooks/$$(basename $$nb); start=$$(date +%s); \
 	  echo ">>> $$nb  (profile=$(PROFILE), device=$(DEVICE))"; \
 	  TQDM_DISABLE=1 $(PY) -m papermill $$nb $$out -k $(KERNEL) --cwd notebooks -p profile $(PROFILE) -p device $(DEVICE) \
@@ -64,6 +74,12 @@ reproduce: venv
 	done
 
 notebook: reproduce
+
+paper-runs: venv
+	$(PY) -m lrdlib.chunks --hours $(HOURS) --device $(DEVICE) $(if $(NB),--notebooks $(NB))
+
+verify: venv
+	$(PY) -m lrdlib.verify -n $(N)
 
 lab: venv
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
@@ -74,3 +90,9 @@ benchmark: venv
 
 clean:
 	rm -rf $(BUILD)/notebooks
+
+paper: venv
+	$(PY) paper/build.py pdf
+
+arxiv: venv
+	$(PY) paper/build.py arxiv

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .store import spectra_steps
+
 Records = dict[str, list[dict]]
 
 
@@ -43,7 +45,7 @@ def spectra_frame(records: Records) -> pd.DataFrame:
         for name, s in r["spectra"].items():
             df = pd.DataFrame({k: s[k] for k in ("stable_rank", "entropy_rank", "nuc_over_fro", "fro")})
             df["sigma1"] = [t[0] for t in s["top_sv"]]
-            df.insert(0, "step", r["history"]["step"][: len(df)])
+            df.insert(0, "step", spectra_steps(r)[: len(df)])
             yield name, df
     return _frame(records, per_run)
 

@@ -9,6 +9,14 @@
   cluster can be read by the group.
 * ``load`` returns a record only if the config stored in it equals the requested one; an
   unreadable record or weights file counts as absent (the run is retrained).
+* With a results store attached (``RunCache(store=ResultStore())``, what notebooks get at
+  ``PROFILE=paper`` from ``lrdlib.profiles.run_cache``), records are read from the store first;
+  a run found only in this cache is copied into it; every run trained is saved to both, and the
+  record returned is always the store's compact form, so a run gives the same numbers whether it
+  was just trained or read back.
+* ``fresh_since`` (``$LRD_FRESH_SINCE``, seconds since the epoch; ``make ... FRESH=1`` sets it):
+  records written before that time count as absent, so everything is retrained once, and runs
+  trained after it (by this or another process) are reused.
 """
 from __future__ import annotations
 
@@ -87,11 +95,36 @@ def _config_dict(cfg: RunConfig) -> dict:
 
 
 class RunCache:
-    """A folder of run records. ``root=None`` uses ``lrdlib.paths.cache_dir()``."""
+    """A folder of run records. ``root=None`` uses ``lrdlib.paths.cache_dir()``; ``store``: a
+    ``lrdlib.store.ResultStore`` read first and written too; ``fresh_since``: see the module doc."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, store=None, fresh_since: float | None = None):
         self.root = Path(root) if root is not None else cache_dir()
+        self.store = store
+        env = os.environ.get("LRD_FRESH_SINCE")
+        self.fresh_since = fresh_since if fresh_since is not None else (float(env) if env else None)
         remove_stale_temporaries(self.root)
+
+    def spec(self) -> dict:
+        """What a worker process needs to open the same cache (``RunCache.from_spec``)."""
+        return {"root": str(self.root), "store": None if self.store is None else str(self.store.root),
+                "fresh_since": self.fresh_since}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> RunCache:
+        from .store import ResultStore
+
+        store = ResultStore(spec["store"]) if spec.get("store") else None
+        return cls(spec["root"], store=store, fresh_since=spec.get("fresh_since"))
+
+    def _fresh(self, path: Path) -> bool:
+        """Whether the file at ``path`` may be used (written after ``fresh_since``, if set)."""
+        if self.fresh_since is None:
+            return True
+        try:
+            return path.stat().st_mtime >= self.fresh_since
+        except OSError:
+            return False
 
     def record_path(self, cfg: RunConfig) -> Path:
         return self.root / f"{cfg.key()}.json"
@@ -110,25 +143,39 @@ class RunCache:
                              "or pass RunCache(<a writable folder>)") from e
 
     def load(self, cfg: RunConfig) -> dict | None:
-        """The stored record of exactly this config, or None."""
+        """The record of exactly this config (the store's copy first, if a store is attached), or None."""
+        if self.store is not None:
+            rec = self.store.load(cfg)
+            if rec is not None and self._fresh(self.store.path(cfg.key())):
+                return rec
+        rec = self._load_local(cfg)
+        if rec is not None and self.store is not None:
+            return self.store.save(cfg, rec)   # trained before the store was attached: copy it in
+        return rec
+
+    def _load_local(self, cfg: RunConfig) -> dict | None:
+        path = self.record_path(cfg)
         try:
-            rec = json.loads(self.record_path(cfg).read_text())
+            rec = json.loads(path.read_text())
         except (OSError, ValueError):
             return None  # absent, or not written by save() (atomic): treat as absent
         if not isinstance(rec, dict) or rec.get("key") != cfg.key() or rec.get("config") != _config_dict(cfg):
             return None
-        return rec
+        return rec if self._fresh(path) else None
 
-    def save(self, cfg: RunConfig, record: dict, state: dict[str, torch.Tensor] | None = None) -> None:
+    def save(self, cfg: RunConfig, record: dict, state: dict[str, torch.Tensor] | None = None) -> dict:
+        """Write the record (and final weights) here, and into the store if attached; return the
+        record as it will be read back (the store's compact form when there is a store)."""
         if state is not None:  # weights first: a record on disk implies its weights are there
             st = {k: v.detach().cpu().contiguous() for k, v in state.items()}
             atomic_write(self.weights_path(cfg), lambda t: save_file(st, t))
         text = json.dumps(strict_json(record), allow_nan=False)
         atomic_write(self.record_path(cfg), lambda t: Path(t).write_text(text))
+        return self.store.save(cfg, record) if self.store is not None else json.loads(text)
 
     def load_weights(self, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
         """The stored final weights, or None if absent or unreadable (truncated, not safetensors)."""
         try:
-            return load_file(self.weights_path(cfg))
+            return load_file(self.weights_path(cfg)) if self._fresh(self.weights_path(cfg)) else None
         except Exception:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
             return None

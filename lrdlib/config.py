@@ -23,7 +23,7 @@ from .model import ModelConfig, Transformer
 from .optim import OptimConfig
 from .rank_control import RankControllerConfig
 
-RECORD_VERSION = 4  # bump when the loop, its arithmetic or the record changes (4: F.rms_norm/SDPA, angles, full-config key)
+RECORD_VERSION = 5  # bump when the loop, its arithmetic or the record changes (4: F.rms_norm, angles, full-config key; 5: grok_hold)
 METHODS = ("L2", "LRD", "Luon")
 SEED_STRENGTH = {"L2": 0.1, "LRD": 0.005, "Luon": 0.5}
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
@@ -37,7 +37,11 @@ class RunConfig:
     targets: substrings naming the matrices the decay and the target optimiser act on; they must
         match at least one 2-D parameter of the model, all of one shape (they are processed as one stack).
     eval_every: evaluate (full train and validation sets, Q/K spectra) every this many steps.
-    early_stop: stop once validation accuracy ≥ ``grok_threshold`` at two evaluations in a row.
+    grok_hold: a run has grokked at step s when validation accuracy ≥ ``grok_threshold`` at s and at
+        every evaluation up to s + ``grok_hold`` (0: at s and the next evaluation); a run that ends
+        inside that window counts if the accuracy held to its end. A grok that collapses within the
+        window is not a grok.
+    early_stop: stop as soon as the run has grokked (with ``grok_hold`` > 0: once the window is complete).
     compile: run the training forward/backward through ``torch.compile``: the same maths, faster
         on CPU after a one-off compilation, rounded differently (so its own history and cache key).
     """
@@ -53,6 +57,7 @@ class RunConfig:
     seed: int = 0
     early_stop: bool = False
     grok_threshold: float = 0.99
+    grok_hold: int = 0
     device: str = "cpu"
     compile: bool = False
 
@@ -65,6 +70,7 @@ class RunConfig:
             check_range(self, name, 1)
         check_range(self, "seed", 0, 2 ** 63, hi_open=True)
         check_range(self, "grok_threshold", 0, 1, lo_open=True)
+        check_range(self, "grok_hold", 0)
         if not _DEVICE.match(self.device):
             raise ValueError(f"device={self.device!r}; valid: cpu, cuda, cuda:<index>")
         _check_targets(self.model, self.targets)
@@ -77,7 +83,7 @@ class RunConfig:
         dc = dict(d["decay"])
         dc["controller"] = RankControllerConfig(**dc.get("controller", {}))
         top = {k: d[k] for k in ("targets", "steps", "batch_size", "eval_every", "seed", "early_stop",
-                                 "grok_threshold", "device", "compile") if k in d}
+                                 "grok_threshold", "grok_hold", "device", "compile") if k in d}
         return cls(task=TaskConfig(**d["task"]), model=ModelConfig(**d["model"]), optim=OptimConfig(**d["optim"]),
                    decay=DecayConfig(**dc), **top)
 

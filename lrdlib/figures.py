@@ -230,7 +230,16 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 200) -> list[Path]:
 
 
 def save_results(name: str, results: dict) -> Path:
+    """Write ``build/results/<name>.json``; at ``results["profile"] == "paper"`` also the committed
+    copy ``paper/results/chapters/<name>.json`` that the manuscript's macros are made from."""
     _check(name)
+    text = json.dumps(results, indent=2, default=float)
     path = results_dir() / f"{name}.json"
-    path.write_text(json.dumps(results, indent=2, default=float))
+    path.write_text(text)
+    if results.get("profile") == "paper":
+        from .store import store_dir
+
+        chapter = store_dir().parent / "chapters" / f"{name}.json"
+        chapter.parent.mkdir(parents=True, exist_ok=True)
+        chapter.write_text(text + "\n")
     return path

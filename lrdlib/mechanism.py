@@ -21,6 +21,7 @@ from scipy import stats
 
 from .config import RunConfig
 from .decay import DecayConfig
+from .store import spectra_steps
 
 WINDOW = 0.25        # the "equilibrium" window: the last quarter of the steps up to grokking (or the end)
 TREATMENTS = ("none", "L2", "LRD", "LRD radial", "fixed norm", "Q/K lr")
@@ -82,8 +83,8 @@ def run_summary(record: dict, window: float = WINDOW) -> dict:
     """
     names, h, tg = record["targets"], record["history"], record["tangential"]
     budget, grok = record["config"]["steps"], record["steps_to_grok"]
-    hs, ts = np.asarray(h["step"], dtype=float), np.asarray(tg["step"], dtype=float)
-    T = float(grok) if grok is not None else float(hs[-1])
+    hs, ts = np.asarray(spectra_steps(record), dtype=float), np.asarray(tg["step"], dtype=float)
+    T = float(grok) if grok is not None else float(h["step"][-1])
     win = (hs >= (1 - window) * T) & (hs <= T)
     fro, sr = _qk_mean(record["spectra"], names, "fro"), _qk_mean(record["spectra"], names, "stable_rank")
     twin = (ts >= (1 - window) * T) & (ts <= T)
@@ -137,8 +138,8 @@ def luon_lambda_ratio(record: dict) -> pd.DataFrame:
     that the decay term carries (> 1: λW outweighs the task gradient), and the angular rate."""
     names, tg = record["targets"], record["tangential"]
     lam = record["config"]["optim"]["luon_lambda"]
-    hs = list(record["history"]["step"])
-    at = [hs.index(s) for s in tg["step"]]
+    hs = spectra_steps(record)
+    at = [hs.index(s) for s in tg["step"]]   # every angle evaluation has its spectra (also after compaction)
     rows = []
     for n in names:
         fro = np.asarray(record["spectra"][n]["fro"], dtype=float)[at]

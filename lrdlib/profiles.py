@@ -23,6 +23,16 @@ def pick(profile: str, *, smoke: T, quick: T, paper: T) -> T:
     return {"smoke": smoke, "quick": quick, "paper": paper}[check_profile(profile)]
 
 
+def run_cache(profile: str):
+    """The run cache a notebook uses at ``profile``: at ``paper``, backed by the committed results
+    store (``paper/results/runs``: read first, every run trained is added to it); otherwise the
+    build folder's cache only. ``$LRD_FRESH_SINCE`` (``make reproduce FRESH=1``) retrains everything once."""
+    from .cache import RunCache
+    from .store import ResultStore
+
+    return RunCache(store=ResultStore() if check_profile(profile) == "paper" else None)
+
+
 def check_device(device: str) -> str:
     import torch
 
@@ -47,9 +57,21 @@ SEED_RUN_ARMS = {  # arm label -> (method preset, strength): the seeds' settings
 SEED_RUN_TRAIN_FRAC = 0.5
 
 
+def grok_budget(profile: str) -> dict:
+    """The run budget of the comparisons that measure steps-to-grok (the verdict table of 04, the
+    mechanism design of 07): ``RunConfig`` keyword arguments. Runs stop once grokked, and a grok
+    counts only if validation accuracy holds ≥ 0.99 for ``grok_hold`` steps (a collapse within
+    that window is not a grok). Shared, so the same arm in two chapters is one run."""
+    return {"steps": pick(profile, smoke=80, quick=2500, paper=20000),
+            "eval_every": pick(profile, smoke=20, quick=100, paper=100),
+            "early_stop": True,
+            "grok_hold": pick(profile, smoke=20, quick=300, paper=1000)}
+
+
 def seed_run_budget(profile: str) -> dict:
     """Seeds, steps and evaluation interval of the seed runs at ``profile``."""
-    return {"seeds": pick(profile, smoke=[0], quick=[0, 1], paper=[0, 1, 2, 3, 4]),
+    # paper: 10 seeds, so the seed-to-seed spread of steps-to-grok is measured (issue: seed sensitivity)
+    return {"seeds": pick(profile, smoke=[0], quick=[0, 1], paper=list(range(10))),
             "steps": pick(profile, smoke=150, quick=2500, paper=4000),
             "eval_every": pick(profile, smoke=50, quick=100, paper=50)}
 

@@ -14,6 +14,9 @@
 
   (every job writes its record into the shared cache folder, which must be on a file system
   the nodes share; the sweep also gets it back from the job).
+* With a chunk deadline (``lrdlib.chunks``: ``make paper-runs HOURS=2``), missing runs are
+  trained fastest-first and only while they fit before it; then ``DeadlineReached`` is raised
+  (inline executor and process pool; a submitit executor is not limited).
 * The process pool: its workers exit when the sweep's process dies (a kernel restart), and a
   worker that dies (killed, out of memory) costs no other run: the runs it interrupted are
   retrained each in a process of its own, and only one whose worker dies again is ``failed``.
@@ -29,7 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -37,6 +40,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from . import chunks
 from .cache import RunCache
 from .config import RunConfig
 from .training import train
@@ -62,15 +66,15 @@ def _failed(cfg: RunConfig, e: BaseException | str, tb: str | None = None) -> di
     return rec
 
 
-def _train_job(cfg_dict: dict, cache_root: str, threads: int | None) -> dict:
-    """Worker entry point (top level, picklable): train one run into the shared cache."""
+def _train_job(cfg_dict: dict, cache_spec: dict, threads: int | None) -> dict:
+    """Worker entry point (top level, picklable): train one run into the shared cache (and store)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(cfg_dict)
     try:
-        return train(cfg, cache=RunCache(cache_root), progress=False)
+        return train(cfg, cache=RunCache.from_spec(cache_spec), progress=False)
     except Exception as e:  # noqa: BLE001 - a failed run becomes a row, not a crashed sweep
         return _failed(cfg, e, traceback.format_exc())
 
@@ -143,12 +147,19 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     if todo:
         cache.check_writable()
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", disable=not progress)
+    limited = chunks.deadline() is not None and (executor in (None, "inline", "process"))
+    if limited:
+        todo = chunks.fastest_first(configs, todo)
+    s_step = chunks.seconds_per_step() if limited else chunks.DEFAULT_S_PER_STEP
     if executor == "process" and todo:
-        _run_pool(todo, configs, records, cache, bar, workers)
+        _run_pool(todo, configs, records, cache, bar, workers, s_step if limited else None)
     elif todo:
         ex = InlineExecutor() if executor in (None, "inline") else executor
-        _run_executor(todo, configs, records, ex, str(cache.root), bar)
+        _run_executor(todo, configs, records, ex, cache.spec(), bar, s_step / 2 if limited else None)
     bar.close()
+    left = [configs[i] for i in todo if records[i] is None]
+    if left:
+        raise chunks.DeadlineReached(chunks.note_missing(left, s_step))
     for i, r in enumerate(records):
         if r is None:  # a duplicate of a config trained above
             records[i] = records[first[configs[i].key()]]
@@ -165,8 +176,10 @@ def _finish(records: list, i: int, rec: dict, bar: tqdm) -> None:
         bar.write(f"run {rec['key']} failed: {rec['error']}")
 
 
-def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: Any, root: str, bar: tqdm) -> None:
-    """One job per run on an inline, futures or submitit executor; fill ``records``."""
+def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: Any, spec: dict, bar: tqdm,
+                  s_step: float | None = None) -> None:
+    """One job per run on an inline, futures or submitit executor; fill ``records`` (inline: only
+    the runs that fit before a chunk deadline when ``s_step`` is given)."""
     def collect(i: int, job) -> None:
         try:
             rec = job.result()
@@ -176,9 +189,10 @@ def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: 
 
     if isinstance(ex, InlineExecutor):  # run and collect one at a time: the bar moves as runs finish
         for i in todo:
-            collect(i, ex.submit(_train_job, configs[i].to_dict(), root, None))
+            if s_step is None or chunks.fits(configs[i], s_step):
+                collect(i, ex.submit(_train_job, configs[i].to_dict(), spec, None))
         return
-    jobs = {i: ex.submit(_train_job, configs[i].to_dict(), root, None) for i in todo}
+    jobs = {i: ex.submit(_train_job, configs[i].to_dict(), spec, None) for i in todo}
     if all(isinstance(j, Future) for j in jobs.values()):
         back = {f: i for i, f in jobs.items()}
         for f in as_completed(back):
@@ -189,33 +203,64 @@ def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: 
 
 
 def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: RunCache, bar: tqdm,
-              workers: int | None) -> None:
-    """The local process pool. A worker that dies breaks the pool and loses every run in flight
-    (``concurrent.futures`` ends the other workers). The runs that finished are kept; those the
-    break interrupted are then trained each in a pool of its own (``workers`` at a time), so a
-    run that kills its worker again fails alone and its neighbours finish."""
+              workers: int | None, s_step: float | None = None) -> None:
+    """The local process pool, fed ``workers`` runs at a time in the order of ``todo`` (with a
+    chunk deadline, ``s_step``: a run starts only if it fits before it).
+
+    A worker that dies breaks the pool and loses every run in flight (``concurrent.futures``
+    ends the other workers). The runs that finished are kept; those the break interrupted are
+    then trained each in a pool of its own (``workers`` at a time), so a run that kills its
+    worker again fails alone and its neighbours finish; the runs not yet started go on in a new pool."""
     n = workers or max(1, os.cpu_count() or 1)
     threads = max(1, (os.cpu_count() or 1) // n)
-    root = str(cache.root)
-    broken = []
-    with _process_pool(min(n, len(todo))) as ex:
-        futs = {ex.submit(_train_job, configs[i].to_dict(), root, threads): i for i in todo}
-        for f in as_completed(futs):
-            try:
-                _finish(records, futs[f], f.result(), bar)
-            except BrokenProcessPool:
-                broken.append(futs[f])
-            except Exception as e:  # noqa: BLE001
-                _finish(records, futs[f], _failed(configs[futs[f]], e), bar)
-    broken = [i for i in broken if not _reload(records, i, configs[i], cache, bar)]
-    if not broken:
-        return
+    spec = cache.spec()
+    queue = list(todo)
+    broken: list[int] = []
+
+    def start(ex, futs: dict) -> None:
+        while queue and len(futs) < n:
+            i = queue.pop(0)
+            if s_step is not None and not chunks.fits(configs[i], s_step):
+                continue   # does not fit before the deadline: left for the next sitting
+            futs[ex.submit(_train_job, configs[i].to_dict(), spec, threads)] = i
+
+    while queue:
+        with _process_pool(min(n, len(queue))) as ex:
+            futs: dict = {}
+            start(ex, futs)
+            while futs:
+                done, _ = wait(futs, return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = futs.pop(f)
+                    try:
+                        _finish(records, i, f.result(), bar)
+                    except BrokenProcessPool:
+                        broken.append(i)
+                    except Exception as e:  # noqa: BLE001
+                        _finish(records, i, _failed(configs[i], e), bar)
+                if broken:   # the pool is unusable: collect what is in flight, then a new pool
+                    for f, i in futs.items():
+                        try:
+                            _finish(records, i, f.result(), bar)
+                        except Exception:  # noqa: BLE001 - interrupted by the break
+                            broken.append(i)
+                    break
+                start(ex, futs)
+        broken = [i for i in broken if not _reload(records, i, configs[i], cache, bar)]
+        if broken:
+            _alone(broken, configs, records, spec, threads, n, bar)
+            broken = []
+
+
+def _alone(broken: list[int], configs: list[RunConfig], records: list, spec: dict, threads: int, n: int,
+           bar: tqdm) -> None:
+    """Train each run interrupted by a dead worker in a process of its own."""
     bar.write(f"a worker process died; {len(broken)} interrupted runs go on, each in a process of its own")
 
     def alone(i: int) -> dict:
         try:
             with _process_pool(1) as one:
-                return one.submit(_train_job, configs[i].to_dict(), root, threads).result()
+                return one.submit(_train_job, configs[i].to_dict(), spec, threads).result()
         except BrokenProcessPool:
             return _failed(configs[i], "the worker process died while training this run (twice); in a plain "
                                        "script, guard the entry point with `if __name__ == '__main__':`")

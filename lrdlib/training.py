@@ -41,13 +41,24 @@ from .polar_geometry import angle, radial_tangential_norms
 TOP_SV = 8
 
 
-def steps_to_grok(steps: list[int], val_acc: list[float], threshold: float = 0.99) -> int | None:
-    """The first evaluation step from which val acc ≥ threshold holds for two evaluations in
-    a row (that one and the next); None if never."""
+def steps_to_grok(steps: list[int], val_acc: list[float], threshold: float = 0.99, hold: int = 0) -> int | None:
+    """The first evaluation step s with val acc ≥ threshold at s and at every evaluation up to
+    s + ``hold`` (``hold`` = 0: at s and the next evaluation). A run whose history ends inside
+    the window counts if the accuracy held to its end (at least two evaluations). None if never."""
     for i in range(len(val_acc) - 1):
-        if val_acc[i] >= threshold and val_acc[i + 1] >= threshold:
+        if val_acc[i] < threshold:
+            continue
+        j = i + 1
+        while j < len(val_acc) and val_acc[j] >= threshold and steps[j] < steps[i] + hold:
+            j += 1
+        if j == len(val_acc) or val_acc[j] >= threshold:
             return steps[i]
     return None
+
+
+def grok_window_complete(steps: list[int], grok: int | None, hold: int) -> bool:
+    """Whether the history reaches ``grok`` + ``hold`` (so an early stop loses nothing of the definition)."""
+    return grok is not None and steps[-1] >= grok + hold and len(steps) >= 2
 
 
 class BatchSampler:
@@ -192,10 +203,17 @@ def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = Tr
         if rec is not None:
             return rec
         cache.check_writable()
+    _check_deadline(cfg)
     rec, state = run(cfg, progress=progress, desc=desc)
-    if use_cache:
-        cache.save(cfg, rec, state)
-    return rec
+    return cache.save(cfg, rec, state) if use_cache else rec
+
+
+def _check_deadline(cfg: RunConfig) -> None:
+    """Raise ``DeadlineReached`` if a chunk's deadline (``lrdlib.chunks``) leaves no time for this run."""
+    from .chunks import DeadlineReached, fits, note_missing, seconds_per_step
+
+    if not fits(cfg, seconds_per_step() / 2):   # in this process: all cores, about twice a pool worker's speed
+        raise DeadlineReached(note_missing([cfg], seconds_per_step() / 2))
 
 
 def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, probe_every: int | None = None,
@@ -243,8 +261,8 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
         if not finite:
             status = "diverged"
             return True
-        grok = steps_to_grok(hist["step"], hist["val_acc"], cfg.grok_threshold)
-        return cfg.early_stop and grok is not None
+        grok = steps_to_grok(hist["step"], hist["val_acc"], cfg.grok_threshold, cfg.grok_hold)
+        return cfg.early_stop and grok_window_complete(hist["step"], grok, cfg.grok_hold)
 
     pbar = tqdm(total=cfg.steps, disable=not progress, desc=desc or cfg.key()[:8], mininterval=0.5, leave=False)
     t0 = time.perf_counter()
@@ -288,18 +306,33 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
         "ms_per_step": 1000 * wall / max(step, 1),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
         "history": hist,
         "targets": names,
         "spectra": spectra,
         "tangential": {"step": tang_steps, **tangential},
         "final_singular_values": dict(zip(names, sv)),
+        "final_attention": final_attention(model, split.x_val) if status == "ok" else None,
     }
     # strict-JSON round trip (NaN → null): the record returned now equals the one read back later.
     return json.loads(json.dumps(strict_json(record), allow_nan=False)), model.state_dict()
 
 
+@torch.no_grad()
+def final_attention(model: Transformer, x: torch.Tensor, chunk: int = 4096) -> list:
+    """Attention probabilities from the last position (the ``=`` token) to each position, averaged
+    over the pairs ``x``: nested lists [block][head][key position]."""
+    total = None
+    for i in range(0, len(x), chunk):
+        p = torch.stack([model.attention_probs(x[i:i + chunk], layer)[:, :, -1, :].sum(0)
+                         for layer in range(model.cfg.depth)])
+        total = p if total is None else total + p
+    return (total / len(x)).double().cpu().tolist()
+
+
 def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool = False) -> Transformer:
-    """The final model of a run, (re)trained now if its record or a readable weights file is missing."""
+    """The final model of a run, (re)trained now if its record or a readable weights file is missing
+    (the results store keeps no weights: on a fresh machine this retrains the run)."""
     cache = cache if cache is not None else RunCache()
     model = build_model(cfg.model, cfg.seed, "cpu")
     state = cache.load_weights(cfg) if cache.load(cfg) is not None else None
@@ -310,6 +343,7 @@ def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool 
     except (RuntimeError, ValueError):  # weights of another shape or names: not this run's
         pass
     cache.check_writable()
+    _check_deadline(cfg)
     rec, state = run(cfg, progress=progress)
     cache.save(cfg, rec, state)
     model.load_state_dict(state)

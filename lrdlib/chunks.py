@@ -1,0 +1,156 @@
+"""Long profiles in chunks: a deadline that training respects, and a ledger of what is left.
+
+``make paper-runs HOURS=2`` executes the notebooks at ``PROFILE=paper`` with ``$LRD_DEADLINE``
+(seconds since the epoch) and ``$LRD_LEDGER`` (a JSON-lines file) set. Then:
+
+* ``run_sweep`` trains its missing runs fastest-first (fewest steps first) and starts a run only
+  if its estimated time (``estimate_seconds``) ends before the deadline; ``train`` starts one only
+  before the deadline. Runs already going finish and are saved; nothing finished is lost.
+* When runs are left, the sweep appends ``{"notebook", "missing", "seconds"}`` to the ledger and
+  raises ``DeadlineReached``; the notebook stops there, the next sitting resumes from the store.
+
+Without ``$LRD_DEADLINE`` none of this applies.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import RunConfig
+
+# Seconds per training step of one run in a process-pool worker on the 2-core reference machine
+# (one thread per worker; measured 2026-11: 45-50 ms with evaluations every 100 steps). Used only
+# when the store holds no measured records to estimate from.
+DEFAULT_S_PER_STEP = 0.05
+
+
+class DeadlineReached(RuntimeError):
+    """The chunk's time is up with runs still missing (they are in the ledger)."""
+
+
+def deadline() -> float | None:
+    """``$LRD_DEADLINE`` as seconds since the epoch, or None."""
+    v = os.environ.get("LRD_DEADLINE")
+    if not v:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise ValueError(f"$LRD_DEADLINE={v!r}: expected seconds since the epoch, e.g. {time.time() + 7200:.0f}") from None
+
+
+def seconds_per_step(records: Sequence[dict] = ()) -> float:
+    """Median measured seconds per step of ``records`` (finished, on a CPU), else the default."""
+    vals = sorted(r["wall_time_s"] / r["steps_run"] for r in records
+                  if r.get("status") != "failed" and r.get("steps_run") and r.get("wall_time_s"))
+    return vals[len(vals) // 2] if vals else DEFAULT_S_PER_STEP
+
+
+def estimate_seconds(cfg: RunConfig, s_per_step: float = DEFAULT_S_PER_STEP) -> float:
+    """An upper estimate of one run's time: every step of its budget (an early stop only shortens it)."""
+    return cfg.steps * s_per_step
+
+
+def fastest_first(configs: Sequence[RunConfig], order: Sequence[int]) -> list[int]:
+    """``order`` (indices into ``configs``) sorted by budget, stable."""
+    return sorted(order, key=lambda i: configs[i].steps)
+
+
+def fits(cfg: RunConfig, s_per_step: float, now: float | None = None) -> bool:
+    """Whether ``cfg`` may start now: no deadline, or its estimate ends before it."""
+    end = deadline()
+    return end is None or (now or time.time()) + estimate_seconds(cfg, s_per_step) <= end
+
+
+def note_missing(configs: Sequence[RunConfig], s_per_step: float) -> str:
+    """Append the runs left to ``$LRD_LEDGER`` (if set); return a one-line summary."""
+    secs = sum(estimate_seconds(c, s_per_step) for c in configs)
+    entry = {"notebook": os.environ.get("LRD_NOTEBOOK", ""), "missing": len(configs), "seconds": secs,
+             "steps": sum(c.steps for c in configs), "time": time.time()}
+    ledger = os.environ.get("LRD_LEDGER")
+    if ledger:
+        Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+        with open(ledger, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+    return (f"deadline reached: {len(configs)} runs of this sweep are still missing "
+            f"(at most {secs / 3600:.1f} h at {1000 * s_per_step:.0f} ms per step); the next sitting resumes them")
+
+
+# ---------------------------------------------------------------- the runner: make paper-runs HOURS=2
+def _notebooks(root: Path, selected: Sequence[str]) -> list[Path]:
+    nbs = sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb"))
+    if selected:
+        nbs = [p for p in nbs if any(p.name.startswith(s) or p.name == s for s in selected)]
+    if not nbs:
+        raise ValueError(f"no notebook matches {list(selected)}; valid: "
+                         f"{', '.join(p.stem for p in sorted(root.glob('notebooks/[0-9][0-9]_*.ipynb')))}")
+    return nbs
+
+
+def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", kernel: str = "lrd-companion") -> int:
+    """Execute the notebooks at ``PROFILE=paper`` until ``hours`` have passed; print what is left.
+
+    Each notebook trains its missing runs (into the results store) and, when none is left,
+    regenerates its figures and results. A notebook stopped by the deadline is reported with the
+    runs left in the sweep it stopped at (a lower bound: later stages of a search are only known
+    once the earlier ones have finished). Returns 0 when every notebook completed."""
+    import subprocess
+    import sys
+
+    from .paths import repo_root
+    from .store import ResultStore
+
+    if not hours > 0:
+        raise ValueError(f"hours={hours!r}: expected a positive number of hours, e.g. 2")
+    root = repo_root()
+    if root is None:
+        raise ValueError("run from inside a checkout of the repository")
+    nbs = _notebooks(root, notebooks)
+    start = time.time()
+    ledger = root / "build" / "paper-runs" / f"ledger-{int(start)}.jsonl"
+    env = {**os.environ, "LRD_DEADLINE": f"{start + 3600 * hours:.0f}", "LRD_LEDGER": str(ledger), "TQDM_DISABLE": "1"}
+    store = ResultStore()
+    n0 = sum(1 for _ in store.root.glob("*/*.json"))
+    status = {}
+    for nb in nbs:
+        t0 = time.time()
+        out = root / "build" / "notebooks" / nb.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-k", kernel, "--cwd", "notebooks",
+               "-p", "profile", "paper", "-p", "device", device, "--log-level", "WARNING"]
+        done = subprocess.run(cmd, cwd=root, env={**env, "LRD_NOTEBOOK": nb.stem}, capture_output=True, text=True)
+        tail = (done.stdout + done.stderr)[-3000:]
+        status[nb.stem] = ("complete" if done.returncode == 0 else
+                           "deadline" if "DeadlineReached" in tail else "error")
+        print(f"{nb.stem}: {status[nb.stem]} after {time.time() - t0:.0f} s", flush=True)
+        if status[nb.stem] == "error":
+            print("    " + tail[-1500:].replace("\n", "\n    "), flush=True)
+    left = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
+    n1 = sum(1 for _ in store.root.glob("*/*.json"))
+    print(f"\nthis sitting: {time.time() - start:.0f} s, {n1 - n0} new records in {store.root} "
+          f"({n1} in all, {store.size_bytes() / 1e6:.1f} MB)")
+    for e in left:
+        print(f"  {e['notebook']}: at least {e['missing']} runs left in the sweep it stopped at "
+              f"({e['steps']} steps, at most {e['seconds'] / 3600:.1f} h)")
+    if left:
+        print(f"  at least {sum(e['seconds'] for e in left) / 3600:.1f} h left (upper estimate for the sweeps "
+              "listed; later stages of a search appear once those finish)")
+    return 0 if all(v == "complete" for v in status.values()) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Train the missing runs of the paper profile for HOURS, then stop cleanly.")
+    ap.add_argument("--hours", type=float, required=True)
+    ap.add_argument("--notebooks", nargs="*", default=[], help="numbers or names, e.g. 03 04 (default: all)")
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args(argv)
+    return run_chunk(a.hours, a.notebooks, a.device)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

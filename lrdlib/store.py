@@ -1,0 +1,158 @@
+"""The committed results store: compact run records under ``paper/results/runs/``, so the paper
+profile survives the machine that trained it.
+
+A run cache (``lrdlib.cache.RunCache``) holds full records and final weights in the git-ignored
+build folder. The store holds, per run, one small JSON file ``<key[:2]>/<key>.json`` (one file per
+run: merge-friendly, sittings on several machines add files and never edit one):
+
+* everything in the record except weights, with floats rounded to ``DIGITS`` significant digits
+  (the training history: losses and accuracies) or ``FIGURE_DIGITS`` (spectra and angles, which
+  only figures read);
+* the spectra and angle series thinned to at most ``MAX_POINTS`` evaluations (evenly spaced,
+  first and last kept, plus the evaluation at which the run grokked; their steps in
+  ``record["spectra_step"]``, read through ``spectra_steps(record)``); the loss and accuracy
+  history is kept at every evaluation, so steps-to-grok and collapses are exact.
+
+``compact(record)`` is idempotent, so a record read back from the store equals the one written,
+and a run retrained later (``make verify``) is compared with its stored copy after the same
+compaction: equal when the arithmetic is the same (same device type, same torch).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from .cache import atomic_write, remove_stale_temporaries, strict_json
+from .config import RunConfig
+from .paths import repo_root
+
+DIGITS = 7          # float32 carries 7.2 significant digits: the history is kept to what was computed
+FIGURE_DIGITS = 4   # spectra, norms and angles: read by figures only
+MAX_POINTS = 40     # evaluations kept of the spectra and angle series
+_SERIES = ("spectra", "tangential")
+
+
+def store_dir() -> Path:
+    """``<repo>/paper/results/runs`` (``$LRD_STORE_DIR`` if set)."""
+    import os
+
+    env = os.environ.get("LRD_STORE_DIR")
+    if env:
+        return Path(env)
+    root = repo_root()
+    if root is None:
+        raise ValueError("the results store lives in a checkout of the repository (paper/results/runs); "
+                         "run from inside one or set $LRD_STORE_DIR")
+    return root / "paper" / "results" / "runs"
+
+
+def round_sig(x, digits: int):
+    """``x`` (a float, or nested lists/dicts of them) rounded to ``digits`` significant digits;
+    ints, strings, None and non-finite values unchanged (non-finite become None in strict JSON)."""
+    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x) or x == 0.0:
+            return x
+        return float(f"{x:.{digits}g}")
+    if isinstance(x, dict):
+        return {k: round_sig(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [round_sig(v, digits) for v in x]
+    return x
+
+
+def thin_indices(n: int, max_points: int, keep: tuple[int, ...] = ()) -> list[int]:
+    """At most ``max_points`` (plus ``keep``) indices of range(n), evenly spaced, first and last included."""
+    if n <= max_points:
+        return list(range(n))
+    idx = {round(i * (n - 1) / (max_points - 1)) for i in range(max_points)}
+    return sorted(idx | {k for k in keep if 0 <= k < n})
+
+
+def _thin_series(series: dict, idx: list[int]) -> dict:
+    """Every list-valued leaf of a per-matrix series dict restricted to ``idx``."""
+    out = {}
+    for k, v in series.items():
+        if isinstance(v, dict):
+            out[k] = _thin_series(v, idx)
+        elif isinstance(v, list):
+            out[k] = [v[i] for i in idx if i < len(v)]
+        else:
+            out[k] = v
+    return out
+
+
+def spectra_steps(record: dict) -> list[int]:
+    """The evaluation steps of ``record["spectra"]``: every evaluation in a training record, the
+    kept ones in a compact (stored) record."""
+    return list(record.get("spectra_step") or record["history"]["step"])
+
+
+def compact(record: dict, max_points: int = MAX_POINTS) -> dict:
+    """The store's form of a record (idempotent: ``compact(compact(r)) == compact(r)``)."""
+    if record.get("status") == "failed":
+        raise ValueError(f"run {record.get('key')}: a failed record is not stored (it is retried); error: {record.get('error')}")
+    rec = json.loads(json.dumps(strict_json(record), allow_nan=False))
+    base = spectra_steps(rec)          # after one compaction: the steps kept of the spectra series
+    grok = rec.get("steps_to_grok")
+    keep = set(base[i] for i in thin_indices(len(base), max_points, (base.index(grok),) if grok in base else ()))
+    if rec.get("spectra") is not None:
+        rec["spectra"] = round_sig(_thin_series(rec["spectra"], [i for i, s in enumerate(base) if s in keep]),
+                                   FIGURE_DIGITS)
+    rec["spectra_step"] = [s for s in base if s in keep]
+    tang = rec.get("tangential")
+    if tang is not None:               # the same evaluations (it has none at step 0)
+        rec["tangential"] = round_sig(_thin_series(tang, [i for i, s in enumerate(tang["step"]) if s in keep]),
+                                      FIGURE_DIGITS)
+    rec["final_singular_values"] = round_sig(rec.get("final_singular_values"), FIGURE_DIGITS)
+    rec["final_attention"] = round_sig(rec.get("final_attention"), FIGURE_DIGITS)
+    rec["history"] = round_sig(rec["history"], DIGITS)
+    for k in ("final_train_acc", "final_val_acc", "max_val_acc", "commutativity_ceiling"):
+        if k in rec:
+            rec[k] = round_sig(rec[k], DIGITS)
+    rec["wall_time_s"] = round_sig(rec.get("wall_time_s"), 4)
+    rec["ms_per_step"] = round_sig(rec.get("ms_per_step"), 4)
+    rec["compact"] = {"digits": DIGITS, "figure_digits": FIGURE_DIGITS, "max_points": max_points}
+    return rec
+
+
+class ResultStore:
+    """The folder of compact records (default ``store_dir()``)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else store_dir()
+        remove_stale_temporaries(self.root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def load(self, cfg: RunConfig) -> dict | None:
+        """The stored record of exactly this config, or None."""
+        try:
+            rec = json.loads(self.path(cfg.key()).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(rec, dict) or rec.get("key") != cfg.key() or rec.get("config") != json.loads(json.dumps(cfg.to_dict())):
+            return None
+        return rec
+
+    def save(self, cfg: RunConfig, record: dict) -> dict:
+        """Store ``record`` (compacted) and return the stored form."""
+        rec = compact(record)
+        text = json.dumps(rec, allow_nan=False, separators=(",", ":"))
+        atomic_write(self.path(cfg.key()), lambda t: Path(t).write_text(text + "\n"))
+        return rec
+
+    def records(self) -> Iterator[dict]:
+        """Every stored record (any order)."""
+        for p in sorted(self.root.glob("*/*.json")):
+            try:
+                yield json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.root.glob("*/*.json"))

@@ -1,0 +1,194 @@
+"""The committed results store (lrdlib.store), the cache that reads it first (RunCache(store=...)),
+FRESH=1 (fresh_since), the chunk deadline (lrdlib.chunks), make verify (lrdlib.verify), and the
+grok-hold definition (RunConfig.grok_hold)."""
+import json
+import os
+import time
+
+import pytest
+
+from lrdlib import chunks
+from lrdlib.cache import RunCache
+from lrdlib.config import RunConfig
+from lrdlib.data import TaskConfig
+from lrdlib.model import ModelConfig
+from lrdlib.store import ResultStore, compact, round_sig, thin_indices
+from lrdlib.sweep import run_sweep
+from lrdlib.training import run, steps_to_grok, train
+from lrdlib.verify import compare_histories, verify
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
+                 model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
+                 steps=40, eval_every=10, batch_size=64)
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LRD_STORE_DIR", str(tmp_path / "store"))
+    for v in ("LRD_DEADLINE", "LRD_LEDGER", "LRD_FRESH_SINCE"):
+        monkeypatch.delenv(v, raising=False)
+
+
+@pytest.fixture(scope="module")
+def record():
+    return run(BASE)[0]
+
+
+def _cache(tmp_path) -> RunCache:
+    return RunCache(tmp_path / "cache", store=ResultStore(tmp_path / "store"))
+
+
+# --------------------------------------------------------------------------- compaction
+def test_round_sig():
+    assert round_sig(0.123456789, 4) == 0.1235
+    assert round_sig([1.0e-9 * 3.14159265, 7, None, "x", True], 3) == [3.14e-9, 7, None, "x", True]
+    assert round_sig({"a": [2.718281828]}, 2) == {"a": [2.7]}
+
+
+def test_thin_indices_keeps_ends_and_requested():
+    assert thin_indices(5, 10) == [0, 1, 2, 3, 4]
+    idx = thin_indices(1000, 10, keep=(537,))
+    assert idx[0] == 0 and idx[-1] == 999 and 537 in idx and len(idx) == 11
+
+
+def test_compact_is_idempotent_and_keeps_the_full_history(record):
+    c = compact(record, max_points=3)
+    assert compact(c, max_points=3) == c
+    assert c["history"]["step"] == record["history"]["step"]           # every evaluation kept
+    assert len(c["spectra"][record["targets"][0]]["stable_rank"]) == 3  # figure series thinned
+    assert c["history"]["val_acc"] == [float(f"{v:.7g}") for v in record["history"]["val_acc"]]
+
+
+def test_compact_refuses_failed_records():
+    with pytest.raises(ValueError, match="failed record"):
+        compact({"key": "k", "status": "failed", "error": "boom"})
+
+
+def test_stored_record_is_small(record):
+    assert len(json.dumps(compact(record), separators=(",", ":"))) < len(json.dumps(record))
+
+
+# --------------------------------------------------------------------------- the cache with a store
+def test_trained_run_is_stored_and_returned_in_stored_form(tmp_path):
+    cache = _cache(tmp_path)
+    rec = train(BASE, cache=cache, progress=False)
+    stored = json.loads(cache.store.path(BASE.key()).read_text())
+    assert rec == stored and rec["compact"]["digits"] == 7
+    # a new machine: no build cache, only the committed store
+    fresh = RunCache(tmp_path / "other-cache", store=ResultStore(tmp_path / "store"))
+    assert train(BASE, cache=fresh, progress=False) == rec
+    assert not (tmp_path / "other-cache" / f"{BASE.key()}.json").exists()   # read, not retrained
+
+
+def test_run_in_build_cache_only_is_copied_into_the_store(tmp_path):
+    plain = RunCache(tmp_path / "cache")
+    full = train(BASE, cache=plain, progress=False)
+    cache = _cache(tmp_path)
+    assert not cache.store.path(BASE.key()).exists()
+    rec = cache.load(BASE)
+    assert rec == compact(full) and cache.store.path(BASE.key()).exists()
+
+
+def test_store_ignores_a_record_of_another_config(tmp_path):
+    cache = _cache(tmp_path)
+    train(BASE, cache=cache, progress=False)
+    other = BASE.replace(seed=1)
+    cache.store.path(other.key()).parent.mkdir(parents=True, exist_ok=True)
+    cache.store.path(other.key()).write_text(cache.store.path(BASE.key()).read_text())   # wrong content
+    assert cache.store.load(other) is None
+
+
+def test_fresh_since_retrains_once_then_reuses(tmp_path):
+    cache = _cache(tmp_path)
+    train(BASE, cache=cache, progress=False)
+    old = time.time() - 100
+    for p in (cache.store.path(BASE.key()), cache.record_path(BASE)):
+        os.utime(p, (old, old))
+    fresh = RunCache(tmp_path / "cache", store=ResultStore(tmp_path / "store"), fresh_since=time.time() - 1)
+    assert fresh.load(BASE) is None                          # older than the FRESH=1 start: absent
+    rec = train(BASE, cache=fresh, progress=False)           # retrained ...
+    assert fresh.load(BASE) == rec                           # ... and reused by everyone after
+    assert RunCache.from_spec(fresh.spec()).load(BASE) == rec
+
+
+def test_sweep_workers_write_into_the_store(tmp_path):
+    cache = _cache(tmp_path)
+    table, recs = run_sweep([BASE, BASE.replace(seed=1)], cache=cache, progress=False, return_records=True)
+    assert (table.status == "ok").all()
+    assert all(cache.store.path(r["key"]).exists() and r["compact"] for r in recs)
+
+
+# --------------------------------------------------------------------------- chunk deadline
+def test_deadline_trains_only_what_fits_fastest_first(tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("LRD_LEDGER", str(ledger))
+    monkeypatch.setenv("LRD_NOTEBOOK", "99_test")
+    # 1 s per step: a 40-step run does not fit in 20 s, a 10-step one does
+    monkeypatch.setattr(chunks, "seconds_per_step", lambda records=(): 1.0)
+    monkeypatch.setenv("LRD_DEADLINE", str(time.time() + 20))
+    cache = _cache(tmp_path)
+    long, short = BASE, BASE.replace(steps=10, seed=3)
+    with pytest.raises(chunks.DeadlineReached, match="1 runs of this sweep are still missing"):
+        run_sweep([long, short], cache=cache, progress=False)
+    assert cache.load(short) is not None and cache.load(long) is None    # the short one trained
+    entry = json.loads(ledger.read_text().splitlines()[-1])
+    assert entry["notebook"] == "99_test" and entry["missing"] == 1 and entry["steps"] == 40
+
+
+def test_deadline_in_the_past_stops_train_before_it_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRD_DEADLINE", str(time.time() - 1))
+    with pytest.raises(chunks.DeadlineReached):
+        train(BASE, cache=_cache(tmp_path), progress=False)
+
+
+def test_bad_deadline_is_named(monkeypatch):
+    monkeypatch.setenv("LRD_DEADLINE", "tomorrow")
+    with pytest.raises(ValueError, match="LRD_DEADLINE='tomorrow'"):
+        chunks.deadline()
+
+
+def test_run_chunk_rejects_bad_hours_and_notebooks():
+    with pytest.raises(ValueError, match="hours=0"):
+        chunks.run_chunk(0)
+    with pytest.raises(ValueError, match="no notebook matches"):
+        chunks.run_chunk(1, ["99"])
+
+
+# --------------------------------------------------------------------------- verify
+def test_compare_histories_exact_and_different(record):
+    c = compact(record)
+    assert compare_histories(c, c)["equal"]
+    other = json.loads(json.dumps(c))
+    other["history"]["val_loss"][2] += 1e-3
+    d = compare_histories(c, other)
+    assert not d["equal"] and d["first_step_differing"] == c["history"]["step"][2]
+    assert d["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_verify_retrains_a_stored_run_identically(tmp_path):
+    cache = _cache(tmp_path)
+    train(BASE, cache=cache, progress=False)
+    rows = verify(1, seed=0, store=cache.store)
+    assert rows[0]["equal"] and rows[0]["key"] == BASE.key()
+
+
+# --------------------------------------------------------------------------- grok_hold
+def test_grok_hold_counts_only_a_lasting_grok():
+    steps = [0, 100, 200, 300, 400, 500]
+    collapse = [0, 1, 1, 0, 0, 0]
+    assert steps_to_grok(steps, collapse) == 100                 # two in a row
+    assert steps_to_grok(steps, collapse, hold=200) is None      # did not hold for 200 steps
+    assert steps_to_grok(steps, [0, 1, 1, 1, 0, 1], hold=200) == 100
+    assert steps_to_grok(steps, [0, 0, 0, 0, 1, 1], hold=300) == 400   # held to the end of the run
+    assert steps_to_grok(steps, [0, 1, 0, 1, 1, 1], hold=100) == 300
+
+
+def test_grok_hold_is_validated_and_enters_the_key():
+    with pytest.raises(ValueError, match="grok_hold"):
+        BASE.replace(grok_hold=-1)
+    assert BASE.replace(grok_hold=100).key() != BASE.key()
+    assert RunConfig.from_dict(BASE.replace(grok_hold=100).to_dict()).grok_hold == 100
