@@ -55,8 +55,9 @@ def estimate_seconds(cfg: RunConfig, s_per_step: float = DEFAULT_S_PER_STEP) -> 
 
 
 def fastest_first(configs: Sequence[RunConfig], order: Sequence[int]) -> list[int]:
-    """``order`` (indices into ``configs``) sorted by budget, stable."""
-    return sorted(order, key=lambda i: configs[i].steps)
+    """``order`` (indices into ``configs``) sorted by budget, then by larger training fraction
+    (with early stopping, runs that see more data grok, and stop, sooner); stable otherwise."""
+    return sorted(order, key=lambda i: (configs[i].steps, -configs[i].task.train_frac))
 
 
 def fits(cfg: RunConfig, s_per_step: float, now: float | None = None) -> bool:
