@@ -47,7 +47,7 @@ def results_dir() -> Path:
 
 
 def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", rerun: bool = False,
-                      tag: str = "") -> dict:
+                      tag: str = "", committed: bool = False) -> dict:
     """The JSON a script of ``benchmarks/`` writes, read through one function.
 
     Reads ``build/benchmarks/<name><tag>.json`` when it exists, was measured on ``device`` and
@@ -55,7 +55,8 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
     written by a 3-step smoke run is not taken for a 30-step request). Otherwise, or with
     ``rerun``, runs ``python benchmarks/<name>.py <args> --device <device> --out <that file>``
     in a subprocess (a fresh process: timings not disturbed by the caller's threads or caches)
-    and reads what it wrote.
+    and reads what it wrote. ``committed``: the JSON lives in ``paper/results/benchmarks/``
+    (committed with the results store, so the paper profile does not re-measure on every machine).
     """
     import json
     import subprocess
@@ -65,7 +66,8 @@ def benchmark_results(name: str, args: list[str] = (), *, device: str = "cpu", r
     script = root / "benchmarks" / f"{name}.py" if root else None
     if script is None or not script.exists():
         raise ValueError(f"benchmark {name!r}: no benchmarks/{name}.py in a checkout of the repository")
-    out = root / "build" / "benchmarks" / f"{name}{tag}.json"
+    folder = root / "paper" / "results" / "benchmarks" if committed else root / "build" / "benchmarks"
+    out = folder / f"{name}{tag}.json"
     if not rerun and out.exists():
         res = json.loads(out.read_text())
         if res.get("device") == device and _same_args(res, list(map(str, args))):
