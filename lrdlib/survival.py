@@ -12,6 +12,10 @@ Intervals: shares by Wilson (``lrdlib.phase.wilson``); medians and ratios of med
 bootstrap over seeds (paired: the same seeds resampled for both methods, since seed s gives both
 the same split and initialisation); the paired comparison by a sign test on the seeds whose order
 is known (both grokked, or one grokked and the other was censored later than that).
+
+Notebook 04's verdict table is built from ``arm_summary`` (one row per arm), ``paired_comparison``
+(an arm against tuned L2, seed by seed) and ``headline``; its verdict sentences come from
+``faster_than_tuned`` and ``expands_region`` (``lrdlib.verdicts.Verdict`` objects).
 """
 from __future__ import annotations
 
@@ -130,3 +134,176 @@ def sign_test(a: dict, b: dict) -> dict:
     n = af + bf
     p = binomtest(af, n, 0.5).pvalue if n else 1.0
     return {"a_first": af, "b_first": bf, "undecided": und, "p": float(p)}
+
+
+# ---------------------------------------------------------------- the verdict table (notebook 04)
+def censored_at_budget(o: dict) -> tuple[float, bool]:
+    """(time, event) of an ``outcome`` for the verdict table: steps to a lasting grok, or the
+    run's budget when it made none (a diverged run stops early but would not have grokked later)."""
+    return (float(o["time"]), True) if o["event"] else (float(o["budget"]), False)
+
+
+def arm_summary(times: Sequence[float], events: Sequence[bool], collapsed: Sequence[bool] = (),
+                n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """One row of the verdict table from one arm's runs (``times`` of the runs that did not grok:
+    their censoring step, the budget): ``n``, ``grokked`` (k), ``share`` with its Wilson interval,
+    the Kaplan-Meier median steps-to-grok (``inf``: beyond the budget) with its bootstrap interval
+    over runs, and ``collapses`` (runs whose grok did not last)."""
+    from .phase import wilson
+
+    t, e = np.asarray(times, float), np.asarray(events, bool)
+    if len(t) != len(e):
+        raise ValueError(f"times ({len(t)}) and events ({len(e)}) differ in length")
+    n, k = len(t), int(e.sum())
+    lo, hi = wilson(k, n)
+    med = km_median(t, e) if n else math.nan
+    mlo, mhi = bootstrap_median(t, e, n_boot, level, seed)
+    return {"n": n, "grokked": k, "share": k / n if n else math.nan, "wilson_lo": lo, "wilson_hi": hi,
+            "km_median": med, "median_lo": mlo, "median_hi": mhi, "collapses": int(np.sum(np.asarray(collapsed, bool)))}
+
+
+def paired_comparison(a: dict, b: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """``a`` against ``b`` over their common seeds (``{seed: (time, event)}`` each, censored at the
+    budget): the ratio of KM medians a / b with its paired bootstrap interval (``paired_ratio``) and
+    the paired sign test (``sign_test``), in one row."""
+    r = paired_ratio(a, b, n_boot, level, seed)
+    return {**r, **sign_test(a, b)}
+
+
+def smallest_grokking_fraction(shares: dict, level: float = 0.5) -> float | None:
+    """The smallest train fraction whose ``(k, n)`` has k/n ≥ ``level`` (None: no fraction does)."""
+    ok = [f for f, (k, n) in shares.items() if n and k / n >= level]
+    return min(ok) if ok else None
+
+
+# ---------------------------------------------------------------- verdict sentences of the table
+def _fmt_steps(v: float, budget: int) -> str:
+    return f"> {budget}" if math.isinf(v) else "n/a" if math.isnan(v) else f"{v:.0f}"
+
+
+def _fracs(fs: Sequence[float]) -> str:
+    return ", ".join(f"{f:g}" for f in fs) if fs else "none"
+
+
+def compare_class(row: dict) -> str:
+    """How one paired row reads: ``faster`` (the interval of the ratio of KM medians a / b lies
+    below 1), ``slower`` (above 1), ``neither`` (neither arm's median is within the budget: no
+    ratio), ``unresolved`` (the interval includes 1, or the ratio is undefined)."""
+    r, lo, hi = row["ratio"], row["lo"], row["hi"]
+    if math.isnan(r) and math.isinf(row.get("a_median", math.nan)) and math.isinf(row.get("b_median", math.nan)):
+        return "neither"
+    if not math.isnan(hi) and hi < 1:
+        return "faster"
+    if not math.isnan(lo) and lo > 1:
+        return "slower"
+    return "unresolved"
+
+
+def _factor(row: dict, budget: int, b: str) -> str:
+    """"by a factor x [lo, hi]" for a row where a is faster: x = b's KM median / a's (interval from the ratio's)."""
+    r, lo, hi = row["ratio"], row["lo"], row["hi"]
+    if r == 0 or hi == 0:   # b's median beyond the budget
+        return f"by a factor > {budget / row['a_median']:.2g} ({b}'s median beyond the budget)"
+    f_hi = "∞" if lo == 0 else f"{1 / lo:.2g}"
+    return f"by a factor {1 / r:.2g} [{1 / hi:.2g}, {f_hi}]"
+
+
+def faster_than_tuned(rows: Sequence[dict], a: str, b: str, budget: int, level: float = 0.95):
+    """Claim "``a`` groks faster than ``b``, each at its own best strength, at some train fraction".
+
+    ``rows``: one per fraction with ``frac``, ``a_median``, ``b_median`` (KM medians, ``inf`` beyond
+    the budget) and a ``paired_comparison`` of a against b (``ratio``, ``lo``, ``hi``, ``seeds``,
+    ``a_first``, ``b_first``, ``p``). Per fraction (``compare_class``): a faster when the paired
+    bootstrap interval of the ratio of medians a / b lies below 1, slower when above 1, else not
+    resolved. HOLDS when a is faster at some fraction, DOES_NOT_HOLD when at none; CANNOT_TELL when
+    some fraction has fewer than MIN_SEEDS paired seeds (the sentence reads the numbers at face value).
+    The sign test is reported beside it (with 5 seeds its smallest two-sided p is 0.0625)."""
+    from .verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS, MIN_SEEDS, Verdict, runs_phrase
+
+    rows = sorted(rows, key=lambda r: r["frac"])
+    classes = {r["frac"]: compare_class(r) for r in rows}
+    fast = [f for f, c in classes.items() if c == "faster"]
+    slow = [f for f, c in classes.items() if c == "slower"]
+    other = [f for f, c in classes.items() if c in ("unresolved", "neither")]
+    seeds = min((int(r["seeds"]) for r in rows), default=0)
+    pct = f"{level:.0%}"
+    claim = f"{a} groks faster than tuned {b} (each at its own best strength) at some train fraction"
+
+    def detail(r: dict) -> str:
+        ratio = "n/a" if math.isnan(r["ratio"]) else f"{r['ratio']:.2g} [{r['lo']:.2g}, {r['hi']:.2g}]"
+        return (f"{r['frac']:g}: KM medians {_fmt_steps(r['a_median'], budget)} vs {_fmt_steps(r['b_median'], budget)}, "
+                f"ratio {ratio}, {a} first in {r['a_first']} and {b} first in {r['b_first']} of {r['seeds']} paired seeds "
+                f"(sign test p = {r['p']:.2g})")
+
+    by = {r["frac"]: r for r in rows}
+    s = f"{runs_phrase(seeds)} per arm, within {budget} steps: {a} beats tuned {b} at fractions {_fracs(fast)}"
+    if fast:
+        s += " (" + "; ".join(f"{f:g} {_factor(by[f], budget, b)}" for f in fast) + ")"
+    if other:
+        s += f"; not at {_fracs(other)}"
+    if slow:
+        s += f"; {b} is faster at {_fracs(slow)}"
+    s += (f". Ratio of Kaplan-Meier medians {a} / {b}, paired bootstrap {pct} interval (a fraction counts when the "
+          f"interval excludes 1): " + "; ".join(detail(r) for r in rows) + ".")
+    nums = {"faster": fast, "slower": slow, "not_resolved": other, "seeds": seeds, "classes": {str(k): v for k, v in classes.items()}}
+    if not rows:
+        return Verdict(claim, CANNOT_TELL, f"no fraction with both {a} and {b} run.", nums)
+    if seeds < MIN_SEEDS:
+        return Verdict(claim, CANNOT_TELL, s + f" Fewer than {MIN_SEEDS} seeds: read at face value, no conclusion.", nums)
+    return Verdict(claim, HOLDS if fast else DOES_NOT_HOLD, s, nums)
+
+
+def headline(shares: dict, budget: int, level: float = 0.5):
+    """The headline of the verdict table: per method, the smallest train fraction at which it
+    groks for at least ``level`` of its seeds within ``budget`` (``shares``: ``{method: {frac: (k, n)}}``,
+    each method at its own best strength per fraction). Returns ``(per-method dict, sentence)``;
+    a method that already groks at the smallest fraction tried may grok lower (said so)."""
+    out, parts = {}, []
+    for m, by in shares.items():
+        f = smallest_grokking_fraction(by, level)
+        lowest = min(by) if by else None
+        larger = [g for g in by if f is not None and g > f]
+        gaps = [g for g in larger if not (by[g][1] and by[g][0] / by[g][1] >= level)]
+        out[m] = {"fraction": f, "k": by[f][0] if f is not None else None, "n": by[f][1] if f is not None else None,
+                  "at_lowest_tried": f is not None and f == lowest, "larger_fractions_below_level": gaps}
+        if f is None:
+            parts.append(f"{m} at none of {_fracs(sorted(by))}")
+            continue
+        note = " (the smallest fraction tried: it may grok lower)" if f == lowest else ""
+        if gaps:
+            note += f" (but not at the larger fraction(s) {_fracs(sorted(gaps))})"
+        parts.append(f"{m} {f:g} ({by[f][0]}/{by[f][1]}){note}")
+    sentence = (f"Smallest train fraction at which each method, at its own best strength, groks for at least "
+                f"{level:.0%} of its seeds within {budget} steps: " + "; ".join(parts) + ".")
+    return out, sentence
+
+
+def expands_region(shares: dict, a: str, b: str, budget: int, level: float = 0.5):
+    """Claim "``a`` expands the grokking region relative to tuned ``b``": a train fraction where
+    ``a`` groks for ≥ ``level`` of its seeds and ``b`` (at its own best strength) does not.
+    ``shares``: ``{method: {frac: (k, n)}}``. HOLDS when there is such a fraction, DOES_NOT_HOLD
+    when there is none, CANNOT_TELL with fewer than MIN_SEEDS seeds at some fraction."""
+    from .verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS, MIN_SEEDS, Verdict, runs_phrase
+
+    sa, sb = shares[a], shares[b]
+    fr = sorted(set(sa) & set(sb))
+    groks = lambda kn: bool(kn[1]) and kn[0] / kn[1] >= level
+    cats = {"a_only": [], "both": [], "b_only": [], "neither": []}
+    for f in fr:
+        ga, gb = groks(sa[f]), groks(sb[f])
+        cats["a_only" if ga and not gb else "both" if ga and gb else "b_only" if gb else "neither"].append(f)
+    seeds = min((min(sa[f][1], sb[f][1]) for f in fr), default=0)
+    claim = f"{a} expands the grokking region relative to tuned {b}"
+    kn = lambda m, f: f"{shares[m][f][0]}/{shares[m][f][1]}"
+    s = (f"{runs_phrase(seeds)} per arm, each method at its own best strength, within {budget} steps, 'groks' = at least "
+         f"{level:.0%} of the seeds: {a} groks and {b} does not at fractions {_fracs(cats['a_only'])}"
+         + (" (" + ", ".join(f"{f:g}: {kn(a, f)} vs {kn(b, f)}" for f in cats["a_only"]) + ")" if cats["a_only"] else "")
+         + f"; both at {_fracs(cats['both'])}; {b} only at {_fracs(cats['b_only'])}"
+         + (" (" + ", ".join(f"{f:g}: {kn(a, f)} vs {kn(b, f)}" for f in cats["b_only"]) + ")" if cats["b_only"] else "")
+         + f"; neither at {_fracs(cats['neither'])}")
+    nums = {**cats, "seeds": seeds}
+    if not fr:
+        return Verdict(claim, CANNOT_TELL, f"no fraction with both {a} and {b} run.", nums)
+    if seeds < MIN_SEEDS:
+        return Verdict(claim, CANNOT_TELL, s + f". Fewer than {MIN_SEEDS} seeds: no conclusion.", nums)
+    return Verdict(claim, HOLDS if cats["a_only"] else DOES_NOT_HOLD, s + ".", nums)

@@ -1,0 +1,265 @@
+"""The manuscript's number pipeline (paper/macros.py, paper/build.py): fast, no LaTeX needed.
+
+Each check is tested on a planted violation in a temporary manuscript (so the test can fail) and
+on the repository's own text and results files (so the paper passes it).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+PAPER = Path(__file__).resolve().parents[1] / "paper"
+
+
+def _load(name: str, file: str):
+    """paper/ is not a package: load its modules by path (``macros`` under its own name, as build.py imports it)."""
+    spec = importlib.util.spec_from_file_location(name, PAPER / file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+M = _load("macros", "macros.py")
+B = _load("paper_build", "build.py")
+
+MAIN = r"""\documentclass{article}
+\newcommand{\pending}[1]{[pending: #1]}
+\newcommand{\todo}[1]{[TODO: #1]}
+\newcommand{\nuc}[1]{\lVert #1\rVert_*}
+\newcommand{\fro}[1]{\lVert #1\rVert_F}
+\newcommand{\uvt}{UV^\top}
+\DeclareMathOperator{\srank}{srank}
+\DeclareMathOperator{\NS}{NS}
+\DeclareMathOperator{\tr}{tr}
+\input{macros}
+\begin{document}
+\input{sections/body}
+\end{document}
+"""
+MAPPING = """\
+StepsLRD:   {from: 03_grokking_mechanism, key: [steps_to_grok, "LRD (seed, α 0.005)"], agg: count, format: d}
+Ceiling:    {from: 03_grokking_mechanism, key: [ceiling], format: .2f}
+Budget:     {from: 03_grokking_mechanism, key: [steps], format: ",d"}
+Verdict:    {from: 03_grokking_mechanism, key: [verdicts, claim3, verdict], format: text}
+ErrInit:    {from: 02_polar_geometry, key: [ns_relative_error, "cubic ×5 (seed)", Q/K init], format: .0%}
+Slack:      {from: 02_polar_geometry, key: [fan_128_slack, "1.0"], format: .0e}
+SVDRatio:   {from: 02_polar_geometry, key: [cost, 0, rows, {n: 128, batch: 1}, svd/ns_cubic5], format: .1f}
+Trained:    {from: 02_polar_geometry, key: [cos_uv_w, "Q/K trained*", cos max], format: .2f}
+Hours:      {from: run_times, key: ["*", seconds], agg: sum, divide: 3600, format: .1f}
+"""
+RESULTS_03 = {"profile": "paper", "steps": 4000, "ceiling": 0.5007,
+              "steps_to_grok": {"LRD (seed, α 0.005)": [1650, None, 2400]},
+              "verdicts": {"claim3": {"verdict": "does not hold", "sentence": "L2 at wd 1.0 grokked 3/3 (100% & more)"}},
+              "ms_per_step": 37.25}
+RESULTS_02 = {"profile": "paper", "ns_relative_error": {"cubic ×5 (seed)": {"Q/K init": 0.5783}},
+              "fan_128_slack": {"1.0": -2.04e-13, "1.2": -0.02},
+              "cos_uv_w": {"Q/K trained (LRD, 4000 steps)": {"cos max": 0.7983}},
+              "cost": [{"rows": [{"n": 64, "batch": 1, "svd/ns_cubic5": 2.9}, {"n": 128, "batch": 1, "svd/ns_cubic5": 2.4057},
+                                 {"n": 128, "batch": 4, "svd/ns_cubic5": 17.3}]}]}
+BODY = r"""\section{Results}
+LRD grokked in \StepsLRD runs of \Budget steps; the ceiling is \Ceiling and the verdict \Verdict.
+Newton--Schulz is \ErrInit from $\uvt$; the slack is \Slack; SVD costs \SVDRatio times as much,
+and $\cos$ is \Trained. The runs took \Hours hours. $p = 113$, width 128, two blocks, 2026.
+"""
+
+
+def manuscript(tmp_path: Path, body: str = BODY, results: dict | None = None) -> tuple[Path, Path]:
+    """A small manuscript (main.tex, sections/body.tex, macros.yaml) and a results folder."""
+    paper = tmp_path / "paper"
+    (paper / "sections").mkdir(parents=True)
+    (paper / "main.tex").write_text(MAIN)
+    (paper / "sections" / "body.tex").write_text(body)
+    (paper / "macros.yaml").write_text(MAPPING)
+    res = tmp_path / "results"
+    res.mkdir()
+    for name, data in (results if results is not None else {"03_grokking_mechanism": RESULTS_03,
+                                                             "02_polar_geometry": RESULTS_02}).items():
+        (res / f"{name}.json").write_text(json.dumps(data))
+    return paper, res
+
+
+def problems(paper: Path, res: Path) -> dict[str, list[str]]:
+    return M.check(paper=paper, results=res)
+
+
+# ---------------------------------------------------------------- the clean case
+
+
+def test_clean_manuscript_passes(tmp_path):
+    paper, res = manuscript(tmp_path)
+    assert all(not v for v in problems(paper, res).values()), problems(paper, res)
+
+
+def test_values_rendered_and_pending(tmp_path):
+    paper, res = manuscript(tmp_path)
+    out = tmp_path / "macros.tex"
+    table = M.write_macros(M.load_mapping(paper / "macros.yaml"), res, out)
+    text = out.read_text()
+    assert r"\newcommand{\StepsLRD}{2\xspace}" in text                      # count of non-null steps
+    assert r"\newcommand{\Ceiling}{0.50\xspace}" in text
+    assert r"\newcommand{\Budget}{4,000\xspace}" in text
+    assert r"\newcommand{\ErrInit}{58\%\xspace}" in text
+    assert r"\newcommand{\Slack}{\ensuremath{-2\times10^{-13}}\xspace}" in text
+    assert r"\newcommand{\SVDRatio}{2.4\xspace}" in text                    # {n: 128, batch: 1} selector
+    assert r"\newcommand{\Trained}{0.80\xspace}" in text                    # glob over the keys
+    assert r"\newcommand{\Verdict}{does not hold\xspace}" in text
+    assert r"\newcommand{\Hours}{\pending{run-times}\xspace}" in text       # no run_times.json: pending
+    assert table.pending == {"run_times": ["Hours"]} and not table.errors
+    (res / "run_times.json").write_text(json.dumps({"01_x": {"seconds": 3600}, "02_y": {"seconds": 5400}}))
+    M.write_macros(M.load_mapping(paper / "macros.yaml"), res, out)
+    assert r"\newcommand{\Hours}{2.5\xspace}" in out.read_text()            # "*" + sum + divide
+
+
+def test_render_formats():
+    assert M.render(0.5783, ".0%") == r"58\%"
+    assert M.render(3.2e-4, ".1e") == r"\ensuremath{3.2\times10^{-4}}"
+    assert M.render(12345, ",d") == "12,345"
+    assert M.render(-0.02, ".2f") == r"\ensuremath{-}0.02"
+    assert M.render("50% & $1_a$", "text") == r"50\% \& \$1\_a\$"
+    assert M.render(float("inf"), ".2f") == r"\ensuremath{\infty}"
+    with pytest.raises(M.NoValue):
+        M.render("holds", ".2f")
+
+
+def test_resolve_and_aggregate():
+    data = {"a": [{"n": 1, "v": 10}, {"n": 2, "v": 20}], "b": {"x y": [1, None, 3]}, "c": {"k1": {"s": 1}, "k2": {"s": 2}}}
+    assert M.resolve(data, ("a", (("n", 2),), "v")) == 20
+    assert M.resolve(data, ("b", "x*", 0)) == 1
+    assert M.aggregate(M.resolve(data, ("c", "*", "s")), "sum") == 3
+    assert M.aggregate([1, None, 3], "count") == 2 and M.aggregate([1, None, 3], "len") == 3
+    with pytest.raises(M.NoValue):                 # a median over runs that happened to grok: refused
+        M.aggregate([1, None, 3], "median")
+    with pytest.raises(M.NoValue):
+        M.resolve(data, ("a", (("n", 3),), "v"))
+    with pytest.raises(M.NoValue):
+        M.resolve(data, ("nope",))
+    assert M.parse_key("a.b.0") == ("a", "b", 0)
+
+
+def test_mapping_validation(tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("Bad1: {from: x, key: [a]}\ntextbf: {from: x, key: [a]}\nNoKey: {from: x}\nStar: {from: x, key: ['*']}\n")
+    with pytest.raises(M.MappingError) as e:
+        M.load_mapping(bad)
+    msg = str(e.value)
+    assert "Bad1" in msg and "textbf" in msg and "NoKey" in msg and "Star" in msg
+
+
+# ---------------------------------------------------------------- planted violations
+
+
+def test_undefined_macro_is_caught(tmp_path):
+    paper, res = manuscript(tmp_path, BODY + "A typo: \\StepLRD, and \\Budget again.\n")
+    found = problems(paper, res)["undefined macros"]
+    assert found == ["sections/body.tex:5: \\StepLRD"]
+
+
+def test_custom_command_drift_is_caught(tmp_path):
+    paper, res = manuscript(tmp_path)
+    (paper / "main.tex").write_text(MAIN.replace(r"\DeclareMathOperator{\tr}{tr}", r"\DeclareMathOperator{\rk}{rk}"))
+    found = problems(paper, res)["custom commands (CUSTOM_COMMANDS vs main.tex)"]
+    assert sorted(found) == ["\\rk: in main.tex only", "\\tr: in CUSTOM_COMMANDS only"]
+
+
+def test_missing_value_is_caught_only_when_the_file_exists(tmp_path):
+    r03 = {k: v for k, v in RESULTS_03.items() if k != "ceiling"}
+    paper, res = manuscript(tmp_path, results={"03_grokking_mechanism": r03})
+    found = problems(paper, res)["mapping entries without a value"]
+    assert len(found) == 1 and found[0].startswith("\\Ceiling (03_grokking_mechanism.json")   # 02 absent: pending, not an error
+    r03["ceiling"] = float("nan")
+    (res / "03_grokking_mechanism.json").write_text(json.dumps(r03))
+    assert len(problems(paper, res)["mapping entries without a value"]) == 1
+
+
+@pytest.mark.parametrize("typed", [
+    "The ceiling is 0.50.",                 # a macro's value in its own format
+    "LRD took 37.2 ms per step.",           # a leaf no macro quotes, in the default .3g
+    "It is 58\\,\\% away from it.",         # a leaf in a percent format the mapping uses for that file
+    "The slack is $-2\\times10^{-13}$.",     # scientific notation
+    "The budget was 4,000 steps.",          # thousands separator
+    "and 17.3 for the batch",               # an entry inside a list of records
+])
+def test_typed_number_is_caught(tmp_path, typed):
+    paper, res = manuscript(tmp_path, BODY + typed + "\n")
+    found = problems(paper, res)["numbers typed instead of quoted"]
+    assert len(found) == 1 and found[0].startswith("sections/body.tex:5:"), found
+
+
+def test_trivial_and_non_prose_numbers_are_not_flagged(tmp_path):
+    extra = ("Two blocks, 2 heads, year 2026, $p = 113$, $10^{-3}$, 0.99, Section~\\ref{sec:4000}, "
+             "\\includegraphics[width=3.4in]{fig_4000}, \\cite{a2400}. % 4000 in a comment\n")
+    paper, res = manuscript(tmp_path, BODY + extra)
+    assert problems(paper, res)["numbers typed instead of quoted"] == []
+
+
+def test_prose_tokens():
+    toks = [t for t, _ in M.number_tokens("a $3.2\\times 10^{-4}$ b 1{,}234 c \\label{x:12} 7.5pt % 99\n 0.5")]
+    assert toks == ["3.2e-4", "1,234", "0.5"]
+
+
+# ---------------------------------------------------------------- build.py pieces
+
+
+def test_scan_log_finds_what_fails_the_build():
+    log = ("(./main.tex (./sections/a.tex\nOverfull \\hbox (12.5pt too wide) in paragraph at lines 10--12\n)"
+           "\nLaTeX Warning: Reference `fig:x' on page 3 undefined on input line 7.\n"
+           "Package natbib Warning: Citation `nobody2020' on page 1 undefined on input line 5.\n"
+           "Output written on main.pdf (9 pages, 1234 bytes).\n")
+    info = B.scan_log(log)
+    assert info["refs"] == ["fig:x"] and info["cites"] == ["nobody2020"] and info["pages"] == 9
+    assert info["overfull"] == [(12.5, "sections/a.tex", "10--12")]
+    assert not B.report_log(info)
+    assert B.report_log(B.scan_log("Output written on main.pdf (2 pages, 1 bytes).\n"))
+
+
+def test_flatten_inlines_inputs_and_drops_comments(tmp_path):
+    (tmp_path / "sections").mkdir()
+    (tmp_path / "sections" / "a.tex").write_text("Body % secret TODO\n\\includegraphics[width=\\textwidth]{03_rank}\n")
+    (tmp_path / "macros.tex").write_text("\\newcommand{\\X}{1\\xspace}\n")
+    flat = B.flatten("\\input{macros}\n% drop me\n\\input{sections/a}\n50\\% kept\n", tmp_path)
+    assert "\\newcommand{\\X}" in flat and "Body %" in flat and "secret" not in flat and "drop me" not in flat
+    assert "50\\% kept" in flat and "\\input" not in flat
+    assert B.figures_used(flat) == ["03_rank"]
+
+
+def test_run_times_from_papermill_metadata(tmp_path):
+    meta = {"papermill": {"duration": 5400.25, "parameters": {"profile": "paper", "device": "cuda"}, "end_time": "t",
+                          "exception": None}}
+    (tmp_path / "03_grokking_mechanism.ipynb").write_text(json.dumps({"metadata": meta, "cells": []}))
+    quick = {"papermill": {**meta["papermill"], "parameters": {"profile": "quick"}}}
+    (tmp_path / "04_phase_diagram.ipynb").write_text(json.dumps({"metadata": quick, "cells": []}))
+    assert B.run_times(tmp_path) == {"03_grokking_mechanism": {"seconds": 5400.2, "profile": "paper", "device": "cuda",
+                                                               "end_time": "t"}}
+    assert set(B.run_times(tmp_path, profile=None)) == {"03_grokking_mechanism", "04_phase_diagram"}
+
+
+# ---------------------------------------------------------------- the repository's manuscript
+
+
+def test_repository_mapping_loads():
+    mapping = M.load_mapping()
+    assert len(mapping) > 50
+    assert {m.source for m in mapping.values()} >= {p.stem for p in (PAPER.parent / "notebooks").glob("0[1-7]_*.ipynb")}
+
+
+def test_repository_text_passes_every_check():
+    found = M.check()                       # against paper/results/chapters, whatever is present there
+    assert all(not v for v in found.values()), found
+
+
+def test_repository_figures_exist_and_are_referenced():
+    texts = M.read_texts()
+    body = "\n".join(M.strip_comments(t) for t in texts.values())
+    figs = B.figures_used(body)
+    assert figs, "the manuscript includes no figure"
+    for name in figs:
+        assert (PAPER.parent / "figures" / f"{name}.pdf").exists(), name
+    import re
+    labels = re.findall(r"\\label\{(fig:[^}]+)\}", body)
+    for label in labels:
+        assert re.search(r"\\[cC]ref\{[^}]*\b" + re.escape(label) + r"\b", body), f"figure {label} is never referenced"
