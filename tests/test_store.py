@@ -15,7 +15,7 @@ from lrdlib.model import ModelConfig
 from lrdlib.store import ResultStore, compact, round_sig, thin_indices
 from lrdlib.sweep import run_sweep
 from lrdlib.training import run, steps_to_grok, train
-from lrdlib.verify import compare_histories, verify
+from lrdlib.verify import compare_histories, prefix, replay_steps, verify
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -168,12 +168,25 @@ def test_compare_histories_exact_and_different(record):
     assert d["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
 
 
+def test_replay_steps_and_prefix(record):
+    assert replay_steps(record, 0) == 40 and replay_steps(record, 1000) == 40
+    assert replay_steps(record, 25) == 20 and replay_steps(record, 5) == 10    # down to an evaluation step, ≥ one interval
+    assert prefix(record, 20)["history"]["step"] == [0, 10, 20]
+
+
+def test_a_shorter_budget_replays_the_prefix_exactly(record):
+    """What make verify relies on: the budget only bounds the loop."""
+    short = run(BASE.replace(steps=20))[0]
+    assert compare_histories(prefix(record, 20), short)["equal"]
+
+
 @pytest.mark.slow
 def test_verify_retrains_a_stored_run_identically(tmp_path):
     cache = _cache(tmp_path)
     train(BASE, cache=cache, progress=False)
     rows = verify(1, seed=0, store=cache.store)
     assert rows[0]["equal"] and rows[0]["key"] == BASE.key()
+    assert verify(1, seed=0, max_steps=20, store=cache.store)[0]["equal"]
 
 
 # --------------------------------------------------------------------------- grok_hold
