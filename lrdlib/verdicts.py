@@ -636,3 +636,113 @@ def explains_better(corr: pd.DataFrame, seeds: int, reference: str = "srank") ->
         return Verdict(claim, CANNOT_TELL, s + f": read at face value, {meaning}; fewer than {MIN_SEEDS} seeds per arm, "
                        "no conclusion.", nums)
     return Verdict(claim, v, s + f": {meaning}.", nums)
+
+
+# ---------------------------------------------------------------- own best strength (05, 06)
+
+
+def _km(v, budget: int) -> str:
+    """A Kaplan-Meier median as text: '> budget' beyond it, 'n/a' undefined."""
+    v = float("nan") if v is None else float(v)
+    return f"> {budget}" if np.isinf(v) else "n/a" if np.isnan(v) else f"{v:.0f}"
+
+
+def _groks(row: dict, level: float) -> bool:
+    n, k = int(row["n"]), int(row["grokked"])
+    return n > 0 and k > 0 and k / n >= level
+
+
+def groks_at_own_best(rows: list[dict], budget: int, level: float = 0.5, symbol: str = "λ") -> Verdict:
+    """Claim "some arm that does not grok at its matched strength groks at its own best strength".
+
+    ``rows``: one per arm, with ``arm``, ``matched_strength``, ``best_strength``, ``matched`` and
+    ``best`` (``lrdlib.survival.arm_summary`` rows: ``n``, ``grokked``, ``km_median``; same budget
+    and seeds for both), ``at_edge`` ("low" / "high" / None: the best at that edge of the strengths
+    searched) and ``best_by_accuracy`` (no strength grokked at the search seed: the best was chosen
+    by accuracy). An arm "groks" at a strength when at least ``level`` of its seeds do. Each arm
+    falls in one class: own best only, both, neither, matched only (the seed-0 choice did worse
+    over the seeds). HOLDS when some arm groks at its own best only, DOES_NOT_HOLD when none does,
+    CANNOT_TELL with fewer than MIN_SEEDS seeds per arm and strength (read at face value) or no rows.
+    A best at an edge of the strengths searched is named as such (the best searched only)."""
+    claim = "some arm that does not grok at its matched strength groks at its own best strength"
+    cats = {"own_best_only": [], "both": [], "neither": [], "matched_only": []}
+    for r in rows:
+        gm, gb = _groks(r["matched"], level), _groks(r["best"], level)
+        cats["own_best_only" if gb and not gm else "both" if gb else "matched_only" if gm else "neither"].append(r["arm"])
+    seeds = min((min(int(r["matched"]["n"]), int(r["best"]["n"])) for r in rows), default=0)
+    edges = [r["arm"] for r in rows if r.get("at_edge")]
+    by_acc = [r["arm"] for r in rows if r.get("best_by_accuracy")]
+    nums = {**cats, "seeds": seeds, "at_edge": edges, "best_by_accuracy": by_acc, "level": level, "budget": budget}
+    if not rows:
+        return Verdict(claim, CANNOT_TELL, "no arm was searched in this profile.", nums)
+
+    def item(r: dict) -> str:
+        m, b = r["matched"], r["best"]
+        if r["best_strength"] == r["matched_strength"]:
+            return (f"{r['arm']} (best = matched {symbol} {r['matched_strength']:g}: {m['grokked']}/{m['n']}, "
+                    f"KM median {_km(m['km_median'], budget)})")
+        return (f"{r['arm']} (matched {symbol} {r['matched_strength']:g}: {m['grokked']}/{m['n']}, KM median "
+                f"{_km(m['km_median'], budget)}; best {symbol} {r['best_strength']:g}: {b['grokked']}/{b['n']}, KM median "
+                f"{_km(b['km_median'], budget)})")
+
+    by = {r["arm"]: r for r in rows}
+    part = lambda key: "; ".join(item(by[a]) for a in cats[key]) if cats[key] else "none"
+    s = (f"{runs_phrase(seeds)} per arm and strength, within {budget} steps, 'groks' = at least {level:.0%} of the seeds. "
+         f"At its own best strength but not at the matched strength: {part('own_best_only')}. At both: {part('both')}. "
+         f"At neither: {part('neither')}")
+    if cats["matched_only"]:
+        s += f". At the matched strength only (the best chosen at the search seed did worse over the seeds): {part('matched_only')}"
+    if edges:
+        s += ". Best at an edge of the strengths searched (the best searched, not shown to be the best): " + ", ".join(
+            f"{a} ({by[a]['at_edge']})" for a in edges)
+    if by_acc:
+        s += ". No strength grokked at the search seed (best chosen by accuracy): " + ", ".join(by_acc)
+    if seeds < MIN_SEEDS:
+        return Verdict(claim, CANNOT_TELL, s + f". Fewer than {MIN_SEEDS} seeds: read at face value, no conclusion.", nums)
+    return Verdict(claim, HOLDS if cats["own_best_only"] else DOES_NOT_HOLD, s + ".", nums)
+
+
+def faster_at_own_best(row: dict, a: str, b: str, budget: int, level: float = 0.95, note: str = "") -> Verdict:
+    """Claim "``a`` groks faster than ``b``, each at its own best strength", from one paired row:
+    ``a_median``, ``b_median`` (Kaplan-Meier medians, ``inf`` beyond ``budget``) and
+    ``lrdlib.survival.paired_comparison`` of a against b over their common seeds (``ratio``, ``lo``,
+    ``hi``, ``seeds``, ``a_first``, ``b_first``, ``undecided``, ``p``).
+
+    ``lrdlib.survival.compare_class``: HOLDS when the paired bootstrap interval of the ratio of
+    medians a / b lies below 1; DOES_NOT_HOLD when it lies above 1 (b is faster); CANNOT_TELL when
+    it includes 1 or no ratio exists (neither median within the budget), and with fewer than
+    MIN_SEEDS paired seeds (the sentence reads the numbers at face value). The sign test is
+    reported beside it (with 5 seeds its smallest two-sided p is 0.0625). ``note`` (e.g. where a
+    best strength sits at an edge) is appended to the sentence."""
+    from .survival import compare_class
+
+    claim = f"{a} groks faster than {b}, each at its own best strength"
+    cls = compare_class(row)
+    n = int(row["seeds"])
+    r, lo, hi = (float(row[k]) for k in ("ratio", "lo", "hi"))
+    ratio = "n/a" if np.isnan(r) else f"{r:.2g} [{lo:.2g}, {hi:.2g}]"
+    s = (f"{runs_phrase(n)} per arm, within {budget} steps: Kaplan-Meier medians {a} {_km(row['a_median'], budget)} vs "
+         f"{b} {_km(row['b_median'], budget)} steps; ratio {a} / {b} {ratio} (paired bootstrap {level:.0%} interval); "
+         f"{a} first in {row['a_first']} and {b} first in {row['b_first']} of {n} paired seeds "
+         f"({row.get('undecided', 0)} undecided; sign test p = {float(row['p']):.2g})")
+    if cls == "faster":
+        if r == 0 or hi == 0:
+            meaning = f"{a} is faster ({b}'s median is beyond the budget)"
+        else:
+            meaning = f"{a} is faster, by a factor {1 / r:.2g} [{1 / hi:.2g}, {'∞' if lo == 0 else f'{1 / lo:.2g}'}]"
+        v = HOLDS
+    elif cls == "slower":
+        meaning, v = f"{b} is faster: the interval lies above 1", DOES_NOT_HOLD
+    elif cls == "neither":
+        meaning, v = "neither median is within the budget: no ratio", CANNOT_TELL
+    else:
+        meaning, v = f"the interval includes 1: neither is shown faster with {n} seed(s)", CANNOT_TELL
+    nums = {"class": cls, "seeds": n, "ratio": _finite(r) if not np.isnan(r) else None,
+            "lo": None if np.isnan(lo) else float(lo), "hi": None if np.isnan(hi) else float(hi), "budget": budget}
+    tail = f" {note.strip()}" if note.strip() else ""
+    if n == 0:
+        return Verdict(claim, CANNOT_TELL, f"no seed run in both arms.{tail}", nums)
+    if n < MIN_SEEDS:
+        return Verdict(claim, CANNOT_TELL, s + f": read at face value, {meaning}; fewer than {MIN_SEEDS} seeds, "
+                       f"no conclusion.{tail}", nums)
+    return Verdict(claim, v, s + f": {meaning}.{tail}", nums)
