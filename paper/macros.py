@@ -15,7 +15,10 @@ that embed a profile's budget) or a mapping ``{field: value, ...}`` (the one lis
 fields have these values, e.g. ``{n: 128, batch: 1}``). A plain dotted string ``"a.b.0"`` is
 accepted where no key contains a dot. ``agg`` reduces a list (median, mean, min, max, sum refuse a
 list with nulls: a censored run is never silently dropped; len and count, the non-null ones, do
-not); ``divide`` scales the value (seconds to hours: 3600).
+not); ``divide`` scales the value (seconds to hours: 3600). ``if_null`` is the text a macro
+prints when its key path resolves to null/NaN and the notebook writes null on purpose (a
+Kaplan-Meier median beyond the budget, ``inf`` written as null: ``if_null: "> budget"``); without
+it such a value is an error. A key path that does not resolve is an error either way.
 
 Formats (``format``): a Python format spec (``".2f"``, ``".3g"``, ``"d"``, ``",d"``); one ending
 in ``%`` multiplies by 100 and prints ``\\%`` (``".0%"`` -> ``50\\%``); one ending in ``e`` prints
@@ -102,9 +105,10 @@ SETTING_CONSTANTS = frozenset({
     "1.0",                               # L2 at its own strength, wd 1.0
     "0.02", "0.95",                      # Muon learning rate and momentum
     "0.99",                              # the grokking threshold on validation accuracy
-    "0.2", "0.3", "0.4", "0.6", "0.7", "0.8",        # train fractions of the grids
-    "20", "30", "40", "50", "60", "70", "80",        # the same as percentages ("at 40-50 % data")
+    "0.2", "0.25", "0.3", "0.35", "0.4", "0.6", "0.7", "0.8",   # train fractions of the grids
+    "20", "25", "30", "35", "40", "50", "60", "70", "80",       # the same as percentages ("at 40-50 % data")
     "95",                                # the level of every interval
+    "3.11",                              # the Python version (reproducibility)
 })
 DEFAULT_FORMATS = (".3g", "d")
 AGGREGATIONS = ("median", "mean", "min", "max", "sum", "len", "count", "first", "last")
@@ -124,6 +128,7 @@ class Macro:
     fmt: str | None = None
     agg: str | None = None
     divide: float | None = None
+    if_null: str | None = None   # printed (escaped) when the value at the key is null/NaN
 
     @property
     def tag(self) -> str:
@@ -168,7 +173,7 @@ def load_mapping(path: Path = MAPPING) -> dict[str, Macro]:
         if not isinstance(entry, dict) or "from" not in entry or "key" not in entry:
             errors.append(f"{name}: needs 'from' and 'key'")
             continue
-        unknown = set(entry) - {"from", "key", "format", "agg", "divide", "note"}
+        unknown = set(entry) - {"from", "key", "format", "agg", "divide", "if_null", "note"}
         if unknown:
             errors.append(f"{name}: unknown field(s) {sorted(unknown)}")
         if not SOURCE.match(str(entry["from"])):
@@ -187,7 +192,11 @@ def load_mapping(path: Path = MAPPING) -> dict[str, Macro]:
         if divide is not None and (not isinstance(divide, (int, float)) or isinstance(divide, bool) or divide == 0):
             errors.append(f"{name}: divide must be a non-zero number, not {divide!r}")
             divide = None
-        out[name] = Macro(name, str(entry["from"]), key, entry.get("format"), agg, divide)
+        if_null = entry.get("if_null")
+        if if_null is not None and not isinstance(if_null, str):
+            errors.append(f"{name}: if_null must be a string (the text printed for a null value), not {if_null!r}")
+            if_null = None
+        out[name] = Macro(name, str(entry["from"]), key, entry.get("format"), agg, divide, if_null)
     if errors:
         raise MappingError("macros mapping:\n  " + "\n  ".join(errors))
     return out
@@ -269,10 +278,23 @@ def aggregate(value, agg: str | None):
     return {"median": median, "mean": mean, "min": min, "max": max, "sum": sum}[agg](value)
 
 
+class _Null:
+    """The value of an entry with ``if_null`` whose key path resolves to null/NaN."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL = _Null()
+
+
 def value_of(macro: Macro, data):
+    """The entry's value (after agg and divide); ``NULL`` when it is null/NaN and the entry has ``if_null``."""
     v = aggregate(resolve(data, macro.key), macro.agg)
     if _is_missing(v):
-        raise NoValue("the value is null/NaN")
+        if macro.if_null is not None:
+            return NULL
+        raise NoValue("the value is null/NaN (add if_null: \"<text>\" to the entry if the notebook writes null on purpose)")
     if macro.divide is not None:
         if isinstance(v, (str, bool)):
             raise NoValue(f"divide needs a number, got {v!r}")
@@ -284,10 +306,17 @@ def value_of(macro: Macro, data):
 
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+# symbols the notebooks' verdict sentences use that LaTeX's utf8 input does not define
+_TEX_UNICODE = {"∞": r"\ensuremath{\infty}", "≥": r"\ensuremath{\ge}", "≤": r"\ensuremath{\le}", "≈": r"\ensuremath{\approx}",
+                "×": r"\ensuremath{\times}", "−": r"\ensuremath{-}", "√": r"\ensuremath{\surd}", "‖": r"\ensuremath{\Vert}",
+                "ᵀ": r"\ensuremath{^{\top}}", "α": r"\ensuremath{\alpha}", "λ": r"\ensuremath{\lambda}",
+                "η": r"\ensuremath{\eta}", "θ": r"\ensuremath{\theta}", "ρ": r"\ensuremath{\rho}", "σ": r"\ensuremath{\sigma}",
+                "φ": r"\ensuremath{\varphi}", "–": "--", "—": "---"}
 
 
 def tex_escape(s: str) -> str:
-    return "".join(_TEX_SPECIAL.get(c, c) for c in s)
+    """``s`` as LaTeX text: the special characters escaped, the math symbols of ``_TEX_UNICODE`` as commands."""
+    return "".join(_TEX_SPECIAL.get(c) or _TEX_UNICODE.get(c, c) for c in s)
 
 
 def render(value, fmt: str | None) -> str:
@@ -339,7 +368,8 @@ def build_table(mapping: dict[str, Macro], results: Path = RESULTS) -> MacroTabl
             t.values[name] = rf"\pending{{{m.tag}}}"
             continue
         try:
-            t.values[name] = render(value_of(m, files[m.source]), m.fmt)
+            v = value_of(m, files[m.source])
+            t.values[name] = tex_escape(m.if_null) if v is NULL else render(v, m.fmt)
         except NoValue as e:
             t.errors.append(f"\\{name} ({m.source}.json, key {key_text(m.key)}): {e}")
             t.values[name] = rf"\pending{{{m.tag}?}}"

@@ -121,6 +121,7 @@ def test_render_formats():
     assert M.render(12345, ",d") == "12,345"
     assert M.render(-0.02, ".2f") == r"\ensuremath{-}0.02"
     assert M.render("50% & $1_a$", "text") == r"50\% \& \$1\_a\$"
+    assert M.render("ratio 0 [0, ∞], α ≥ 1", "text") == r"ratio 0 [0, \ensuremath{\infty}], \ensuremath{\alpha} \ensuremath{\ge} 1"
     assert M.render(float("inf"), ".2f") == r"\ensuremath{\infty}"
     with pytest.raises(M.NoValue):
         M.render("holds", ".2f")
@@ -174,6 +175,28 @@ def test_missing_value_is_caught_only_when_the_file_exists(tmp_path):
     r03["ceiling"] = float("nan")
     (res / "03_grokking_mechanism.json").write_text(json.dumps(r03))
     assert len(problems(paper, res)["mapping entries without a value"]) == 1
+
+
+def test_null_text_only_for_a_null_value(tmp_path):
+    """``if_null: <text>`` prints the text where the notebook writes null on purpose (a median beyond the
+    budget); a key path that does not resolve stays an error, and so does a null without ``if_null``."""
+    r03 = {**RESULTS_03, "km": {"LRD": None, "L2": 1650.0}}
+    paper, res = manuscript(tmp_path, results={"03_grokking_mechanism": r03, "02_polar_geometry": RESULTS_02})
+    with (paper / "macros.yaml").open("a") as f:
+        f.write('KMLRD: {from: 03_grokking_mechanism, key: [km, LRD], format: ",.0f", if_null: "> budget"}\n'
+                'KMLTwo: {from: 03_grokking_mechanism, key: [km, L2], format: ",.0f", if_null: "> budget"}\n'
+                'KMLuon: {from: 03_grokking_mechanism, key: [km, Luon], format: ",.0f", if_null: "> budget"}\n'
+                'KMBare: {from: 03_grokking_mechanism, key: [km, LRD], format: ",.0f"}\n')
+    mapping = M.load_mapping(paper / "macros.yaml")
+    out = tmp_path / "macros.tex"
+    table = M.write_macros(mapping, res, out)
+    text = out.read_text()
+    assert r"\newcommand{\KMLRD}{> budget\xspace}" in text and r"\newcommand{\KMLTwo}{1,650\xspace}" in text
+    assert sorted(e.split(" ")[0] for e in table.errors) == ["\\KMBare", "\\KMLuon"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("X: {from: a, key: [b], if_null: 3}\n")
+    with pytest.raises(M.MappingError, match="if_null must be a string"):
+        M.load_mapping(bad)
 
 
 @pytest.mark.parametrize("typed", [
