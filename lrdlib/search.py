@@ -105,7 +105,7 @@ class Trial:
     final_val_loss: float
     final_val_acc: float
     max_val_acc: float
-    collapsed: bool          # ≥ threshold at two evaluations in a row at some point, but no lasting grok
+    collapsed: bool          # reached the threshold, then fell below the floor (survival.DEFAULT_FLOOR)
     status: str              # ok / diverged / failed
     stage: str = ""
 

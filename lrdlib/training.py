@@ -41,17 +41,22 @@ from .polar_geometry import angle, radial_tangential_norms
 TOP_SV = 8
 
 
-def steps_to_grok(steps: list[int], val_acc: list[float], threshold: float = 0.99, hold: int = 0) -> int | None:
-    """The first evaluation step s with val acc ≥ threshold at s and at every evaluation up to
-    s + ``hold`` (``hold`` = 0: at s and the next evaluation). A run whose history ends inside
-    the window counts if the accuracy held to its end (at least two evaluations). None if never."""
+def steps_to_grok(steps: list[int], val_acc: list[float], threshold: float = 0.99, hold: int = 0,
+                  floor: float | None = None) -> int | None:
+    """The first evaluation step s with val acc ≥ threshold at s and ≥ ``floor`` (default: the
+    threshold) at every evaluation up to s + ``hold`` (``hold`` = 0: at s and the next evaluation).
+    A run whose history ends inside the window counts if the accuracy held to its end (at least
+    two evaluations). None if never."""
+    lo = threshold if floor is None else floor
+    if lo > threshold:
+        raise ValueError(f"floor={floor!r} is above threshold={threshold!r}: expected floor ≤ threshold")
     for i in range(len(val_acc) - 1):
         if val_acc[i] < threshold:
             continue
         j = i + 1
-        while j < len(val_acc) and val_acc[j] >= threshold and steps[j] < steps[i] + hold:
+        while j < len(val_acc) and val_acc[j] >= lo and steps[j] < steps[i] + hold:
             j += 1
-        if j == len(val_acc) or val_acc[j] >= threshold:
+        if j == len(val_acc) or val_acc[j] >= lo:
             return steps[i]
     return None
 

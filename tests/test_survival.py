@@ -119,3 +119,40 @@ def test_expands_region():
     assert expands_region(shares, "LRD", "L2", 20000).verdict == DOES_NOT_HOLD
     few = {"L2": {0.5: (0, 2)}, "LRD": {0.5: (2, 2)}}
     assert expands_region(few, "LRD", "L2", 2500).verdict == CANNOT_TELL
+
+
+def _rec(acc, every=100, status="ok", hold=0, steps=None):
+    return {"status": status, "config": {"grok_threshold": 0.99, "grok_hold": hold, "steps": steps or every * (len(acc) - 1)},
+            "history": {"step": [every * i for i in range(len(acc))], "val_acc": acc}}
+
+
+def test_outcome_floor_dip_is_not_a_collapse():
+    from lrdlib.survival import outcome
+    # reaches 0.99 at 200, dips to 0.98 once (above the 0.9 floor): a lasting grok at 200, no collapse
+    o = outcome(_rec([0.1, 0.5, 1.0, 1.0, 0.98, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), hold=1000)
+    assert o["event"] and o["time"] == 200 and not o["collapsed"] and o["first_grok"] == 200
+    # the strict floor (= threshold) restarts the window after the dip: grok at 500
+    assert outcome(_rec([0.1, 0.5, 1.0, 1.0, 0.98] + [1.0] * 11), hold=1000, floor=0.99)["time"] == 500
+
+
+def test_outcome_collapse_then_recovery():
+    from lrdlib.survival import outcome
+    # 0.99 at 100-200, falls to 0.3 at 300, back at 400 for good: collapsed, lasting grok at 400
+    o = outcome(_rec([0.1, 1.0, 1.0, 0.3] + [1.0] * 12), hold=1000)
+    assert o["collapsed"] and o["event"] and o["time"] == 400 and o["first_grok"] == 100
+    # falls and never returns: censored at its last step, collapsed
+    o = outcome(_rec([0.1, 1.0, 1.0, 0.3, 0.2, 0.2]), hold=1000)
+    assert o["collapsed"] and not o["event"] and o["time"] == 500
+    # a diverged run that had grokked is censored and counted as a collapse
+    o = outcome(_rec([0.1, 1.0, 1.0, 1.0], status="diverged"), hold=1000)
+    assert not o["event"] and o["collapsed"]
+
+
+def test_steps_to_grok_floor():
+    from lrdlib.training import steps_to_grok
+    steps = [0, 100, 200, 300, 400]
+    assert steps_to_grok(steps, [0, 1, 0.95, 1, 1], hold=300) == 300
+    assert steps_to_grok(steps, [0, 1, 0.95, 1, 1], hold=300, floor=0.9) == 100
+    assert steps_to_grok(steps, [0, 1, 0.85, 1, 1], hold=300, floor=0.9) == 300
+    with pytest.raises(ValueError, match="floor=0.995"):
+        steps_to_grok(steps, [0, 1, 1, 1, 1], floor=0.995)
