@@ -22,6 +22,7 @@ from scipy import stats
 from .config import RunConfig
 from .decay import DecayConfig
 from .store import spectra_steps
+from .survival import outcome
 
 WINDOW = 0.25        # the "equilibrium" window: the last quarter of the steps up to grokking (or the end)
 TREATMENTS = ("none", "L2", "LRD", "LRD radial", "fixed norm", "Q/K lr")
@@ -76,13 +77,15 @@ def _qk_mean(store: dict, names: list[str], key: str) -> np.ndarray:
 def run_summary(record: dict, window: float = WINDOW) -> dict:
     """Per-run quantities, all averaged over the Q/K matrices of the run (``record["targets"]``).
 
-    T = steps-to-grok if the run grokked, else its last step (censored). Over the evaluations at
+    T = steps to a lasting grok (``lrdlib.survival.outcome``: notebook 04's definition) if the run
+    grokked, else its last step (censored). Over the evaluations at
     steps in [(1 − window)·T, T]: ``norm`` (mean ‖W‖_F), ``srank`` (mean stable rank), ``angle_rate``
     (mean angle W turned per step). ``angle_total``: total angle travelled from step 0 to T.
     ``final_srank``: stable rank at the last evaluation. ``steps``: steps-to-grok, the budget if censored.
     """
     names, h, tg = record["targets"], record["history"], record["tangential"]
-    budget, grok = record["config"]["steps"], record["steps_to_grok"]
+    o = outcome(record)
+    budget, grok = record["config"]["steps"], (int(o["time"]) if o["event"] else None)
     hs, ts = np.asarray(spectra_steps(record), dtype=float), np.asarray(tg["step"], dtype=float)
     T = float(grok) if grok is not None else float(h["step"][-1])
     win = (hs >= (1 - window) * T) & (hs <= T)

@@ -31,9 +31,10 @@ def record(grok=None, steps=400, every=100, fro=((4.0, 3.0, 2.0, 1.0, 1.0), (2.0
                    "grad_rad": [0.0] * len(ts), "grad_tan": [2.0] * len(ts)}
     o = {"kind": "adamw", "lr": 1e-3, "target_lr_scale": 1.0, "target_weight_decay": 0.5, "luon_lambda": 0.5,
          **(optim or {})}
-    return {"targets": NAMES, "steps_to_grok": grok, "final_val_acc": 0.5 if grok is None else 1.0,
-            "config": {"steps": steps, "optim": o, "decay": {"kind": decay}},
-            "history": {"step": hs}, "tangential": tang,
+    acc = [1.0 if grok is not None and s >= grok else 0.5 for s in hs]
+    return {"targets": NAMES, "steps_to_grok": grok, "final_val_acc": acc[-1], "status": "ok",
+            "config": {"steps": steps, "optim": o, "decay": {"kind": decay}, "grok_threshold": 0.99, "grok_hold": 0},
+            "history": {"step": hs, "val_acc": acc}, "tangential": tang,
             "spectra": {n: {"fro": list(f), "stable_rank": list(s)} for n, f, s in zip(NAMES, fro, srank)}}
 
 
