@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .store import spectra_steps
+from .survival import lasting_grok, outcome
 
 Records = dict[str, list[dict]]
 
@@ -64,12 +65,13 @@ def tangential_frame(records: Records) -> pd.DataFrame:
 
 
 def grok_table(records: Records) -> pd.DataFrame:
-    """Per arm: seeds, grokked seeds, steps-to-grok per seed, median and range (grokked
-    seeds only), and the median final validation accuracy."""
+    """Per arm: seeds, seeds with a lasting grok (``lrdlib.survival.lasting_grok``), steps to it per
+    seed, their median and range (grokked seeds only), groks that collapsed (fell below the floor
+    after reaching the threshold; ``survival.outcome``), and the median final validation accuracy."""
     out = []
     for arm, all_recs in records.items():
         recs = _trained(all_recs)
-        steps = [r["steps_to_grok"] for r in recs]
+        steps = [lasting_grok(r) for r in recs]
         ok = [s for s in steps if s is not None]
         out.append({
             "arm": arm,
@@ -79,12 +81,23 @@ def grok_table(records: Records) -> pd.DataFrame:
             "median": float(np.median(ok)) if ok else np.nan,
             "min": min(ok) if ok else np.nan,
             "max": max(ok) if ok else np.nan,
+            "collapsed": sum(bool(outcome(r)["collapsed"]) for r in recs),
             "final_val_acc": float(np.median([r["final_val_acc"] for r in recs])) if recs else np.nan,
             "budget": all_recs[0]["config"]["steps"],
             "diverged": sum(r["status"] == "diverged" for r in recs),
             "failed": len(all_recs) - len(recs),
         })
     return pd.DataFrame(out).set_index("arm")
+
+
+def srank_at(record: dict, step: int) -> tuple[int, float]:
+    """(s, mean stable rank of the record's target matrices at s), s the last evaluation of the
+    spectra at or before ``step`` (a compact record keeps only some evaluations)."""
+    steps = spectra_steps(record)
+    i = max((j for j, s in enumerate(steps) if s <= step), default=None)
+    if i is None:
+        raise ValueError(f"step={step!r} is before the record's first spectra evaluation ({steps[:1]})")
+    return steps[i], float(np.mean([m["stable_rank"][i] for m in record["spectra"].values()]))
 
 
 def first_step_below(df: pd.DataFrame, column: str, threshold: float) -> float:

@@ -65,6 +65,15 @@ def outcome(record: dict, threshold: float | None = None, hold: int | None = Non
             "budget": cfg["steps"], "final_val_acc": hist["val_acc"][-1], "status": record.get("status")}
 
 
+def lasting_grok(record: dict) -> int | None:
+    """The step of a record's lasting grok (``outcome``'s definition, the one every chapter reports),
+    None if it has none (or failed). ``record["steps_to_grok"]`` is the first grok, lasting or not."""
+    if record.get("status") == "failed" or not record.get("history", {}).get("step"):
+        return None
+    o = outcome(record)
+    return int(o["time"]) if o["event"] else None
+
+
 def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
     """The Kaplan-Meier estimate of S(t) = P(not grokked by t): (event times, S just after each)."""
     t, e = np.asarray(times, float), np.asarray(events, bool)

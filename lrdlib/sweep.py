@@ -43,6 +43,7 @@ from tqdm import tqdm
 from . import chunks
 from .cache import RunCache
 from .config import RunConfig
+from .survival import lasting_grok
 from .training import train
 
 
@@ -109,7 +110,8 @@ def summarize(record: dict) -> dict:
         return {**row, "error": record.get("error"), "grokked": False}
     sr = [s["stable_rank"][-1] for s in record["spectra"].values()]
     sr = [np.nan if v is None else v for v in sr]
-    return {**row, "grokked": record["grokked"], "steps_to_grok": record["steps_to_grok"],
+    grok = lasting_grok(record)   # the lasting grok (survival.outcome); first_grok: the record's first
+    return {**row, "grokked": grok is not None, "steps_to_grok": grok, "first_grok": record["steps_to_grok"],
             "final_val_acc": record["final_val_acc"], "max_val_acc": record["max_val_acc"],
             "final_train_acc": record["final_train_acc"], "final_srank": float(np.mean(sr)) if sr else np.nan,
             "steps_run": record["steps_run"], "wall_time_s": record["wall_time_s"]}

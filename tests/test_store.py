@@ -205,3 +205,28 @@ def test_grok_hold_is_validated_and_enters_the_key():
         BASE.replace(grok_hold=-1)
     assert BASE.replace(grok_hold=100).key() != BASE.key()
     assert RunConfig.from_dict(BASE.replace(grok_hold=100).to_dict()).grok_hold == 100
+
+
+def _planted(first=300, lasting=1025, every=25, n=161):
+    steps = [every * i for i in range(n)]
+    acc = [1.0 if (first <= s < first + 2 * every) or s >= lasting else 0.5 for s in steps]
+    return {"key": "k", "status": "ok", "targets": ["q", "k"], "steps_to_grok": first,
+            "config": {"steps": steps[-1], "grok_threshold": 0.99, "grok_hold": 0},
+            "history": {"step": steps, "val_acc": acc},
+            "spectra": {m: {"stable_rank": [s / 100 + j for s in steps]} for j, m in enumerate(["q", "k"])}}
+
+
+def test_compact_keeps_first_and_lasting_grok_and_stays_idempotent():
+    from lrdlib.analysis import srank_at
+    from lrdlib.survival import lasting_grok
+    r = _planted()
+    assert lasting_grok(r) == 1025 and r["steps_to_grok"] == 300
+    c = compact(r, max_points=10)
+    assert {300, 1025} <= set(c["spectra_step"]) and len(c["spectra_step"]) == 12
+    assert compact(c, max_points=10) == c
+    # the stable rank at a kept step is exact; between kept steps it is the last kept one's
+    assert srank_at(c, 1025) == (1025, pytest.approx(10.25 + 0.5))
+    s, v = srank_at(c, 1100)
+    assert s == max(x for x in c["spectra_step"] if x <= 1100) and v == pytest.approx(s / 100 + 0.5)
+    with pytest.raises(ValueError, match="step=-5"):
+        srank_at(c, -5)
