@@ -66,6 +66,9 @@ class RunConfig:
         if self.model.vocab_size != self.task.vocab_size:
             raise ValueError(f"model.vocab_size={self.model.vocab_size} but the task mod p={self.task.p} "
                              f"needs vocab_size={self.task.vocab_size}")
+        if self.model.seq_len < self.task.seq_len:
+            raise ValueError(f"model.seq_len={self.model.seq_len} but the task {self.task.op!r} has sequences of "
+                             f"{self.task.seq_len} tokens: expected model.seq_len ≥ {self.task.seq_len}")
         for name in ("steps", "batch_size", "eval_every"):
             check_range(self, name, 1)
         check_range(self, "seed", 0, 2 ** 63, hi_open=True)
@@ -76,7 +79,9 @@ class RunConfig:
         _check_targets(self.model, self.targets)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as plain data; the task through ``TaskConfig.to_dict`` (which leaves out the
+        sequence-task fields at their defaults, so a pair task's dict and key are what they were)."""
+        return {**dataclasses.asdict(self), "task": self.task.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:

@@ -97,7 +97,7 @@ def compact(record: dict, max_points: int = MAX_POINTS) -> dict:
         raise ValueError(f"run {record.get('key')}: a failed record is not stored (it is retried); error: {record.get('error')}")
     rec = json.loads(json.dumps(strict_json(record), allow_nan=False))
     base = spectra_steps(rec)          # after one compaction: the steps kept of the spectra series
-    from .survival import lasting_grok   # (survival -> training -> cache -> store)
+    from .survival import lasting_grok  # (survival -> training -> cache -> store)
     groks = {rec.get("steps_to_grok"), lasting_grok(rec)}   # the first and the lasting grok stay evaluated
     keep = set(base) if rec.get("compact") else set(   # already thinned: keep every evaluation it kept
         base[i] for i in thin_indices(len(base), max_points, tuple(sorted(base.index(g) for g in groks if g in base))))

@@ -116,12 +116,14 @@ def _nan_spectra(W: torch.Tensor) -> dict[str, torch.Tensor]:
 @dataclass
 class Probe:
     """Target matrices and their gradient captured around one step (tangential metrics):
-    W0 before the step, G the task gradient at W0, W1 after the optimiser, W2 after the decay."""
+    W0 before the step, G the task gradient at W0, W1 after the optimiser, W2 after the decay.
+    ``model``: set only for ``run``'s ``on_probe`` hook, the model after the step (to read, not write)."""
 
     W0: torch.Tensor | None = None
     G: torch.Tensor | None = None
     W1: torch.Tensor | None = None
     W2: torch.Tensor | None = None
+    model: torch.nn.Module | None = None
 
 
 def _stack(params: list[torch.Tensor]) -> torch.Tensor:
@@ -228,8 +230,9 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
     probe_every, on_probe: a hook for analyses that need more than the record. Every
     ``probe_every`` steps, ``on_probe(step, probe)`` gets the target matrices before the step
     (``probe.W0``), the task gradient (``probe.G``) and the matrices after the optimiser
-    (``W1``) and after the decay (``W2``). The hook only reads: the trajectory is the same
-    with or without it (``lrdlib.trajectory.snapshot_run`` uses it).
+    (``W1``) and after the decay (``W2``), and the model itself after the step (``probe.model``).
+    The hook only reads: the trajectory is the same with or without it
+    (``lrdlib.trajectory.snapshot_run`` and ``lrdlib.checkpoints`` use it).
     """
     if probe_every is not None and (not isinstance(probe_every, int) or probe_every < 1):
         raise ValueError(f"probe_every={probe_every!r} must be a positive integer or None")
@@ -284,6 +287,7 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
         meter.update(probe.W0, probe.W1, probe.W2)
         pbar.update(1)
         if hooked:
+            probe.model = model
             on_probe(step, probe)
         if measure:
             tang_steps.append(step)

@@ -4,7 +4,17 @@ import re
 import pytest
 import torch
 
-from lrdlib.data import OPS, Split, TaskConfig, all_pairs, commutativity_ceiling, make_split
+from lrdlib.data import (
+    OPS,
+    RECALL_DATA_SEED,
+    Split,
+    TaskConfig,
+    all_pairs,
+    commutativity_ceiling,
+    make_split,
+    recall_count,
+    recall_sequences,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -24,6 +34,8 @@ def _py_label(op: str, a: int, b: int, p: int) -> int:
         return (a * b) % p
     if op == "div":
         return (a * _py_inverse(b, p)) % p
+    if op == "quad":
+        return (a * a + a * b + b * b) % p
     raise AssertionError(op)
 
 
@@ -179,3 +191,96 @@ def test_commutativity_ceiling_brute_force_on_real_split():
     got = commutativity_ceiling(s)
     assert got == pytest.approx(expected, abs=1e-15)
     assert 0.3 < got < 0.7  # ~ train_frac for a random split
+
+
+# --------------------------------------------------------------------------- a² + ab + b²
+def test_quad_hand_values():
+    x, y = all_pairs("quad", 7)
+    got = {(a, b): l for a, b, _, l in _rows(x, y)}
+    assert got[(2, 3)] == (4 + 6 + 9) % 7 == 5 and got[(3, 2)] == 5     # symmetric in a, b
+    assert got[(0, 5)] == 25 % 7 == 4 and got[(6, 6)] == (3 * 36) % 7 == 3
+
+
+# --------------------------------------------------------------------------- recall: [k1 v1 ... kn vn q] -> v(q)
+RECALL = dict(op="recall", p=11, pairs=3, samples=400)
+
+
+def _py_recall_answer(row: list[int]) -> int:
+    *kv, q = row
+    table = dict(zip(kv[0::2], kv[1::2]))
+    assert len(table) == len(kv) // 2, "keys of a sequence must be distinct"
+    return table[q]
+
+
+def test_recall_answer_is_the_value_paired_with_the_query():
+    x, y = recall_sequences(11, 3, 400)
+    assert x.shape == (400, 7) and y.shape == (400,) and x.dtype == y.dtype == torch.int64
+    assert int(x.max()) < 11 and int(x.min()) >= 0, "symbols 0..p-1 only (token p is not used)"
+    assert [_py_recall_answer(r) for r in x.tolist()] == y.tolist()
+    # the query sits at every key position somewhere, and the answer is not always the last value
+    pos = [(r[0:-1:2]).index(r[-1]) for r in x.tolist()]
+    assert set(pos) == {0, 1, 2}
+    assert (y != x[:, -2]).any()
+
+
+def test_recall_sequences_distinct_and_deterministic():
+    x1, y1 = recall_sequences(11, 3, 400)
+    x2, y2 = recall_sequences(11, 3, 400, seed=RECALL_DATA_SEED)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert len({tuple(r) for r in x1.tolist()}) == 400, "duplicate sequences"
+    x3, _ = recall_sequences(11, 3, 400, seed=RECALL_DATA_SEED + 1)
+    assert not torch.equal(x1, x3)
+    # a tiny space forces the de-duplication path: p=3, 1 pair has 3·3·1 = 9 sequences; 4 ≤ 9 // 2
+    x4, _ = recall_sequences(3, 1, 4)
+    assert len({tuple(r) for r in x4.tolist()}) == 4
+
+
+def test_recall_split_deterministic_disjoint_no_leakage():
+    cfg = TaskConfig(**RECALL, train_frac=0.3, split_seed=4)
+    s1, s2 = make_split(cfg), make_split(TaskConfig(**RECALL, train_frac=0.3, split_seed=4))
+    for a, b in zip((s1.x_train, s1.y_train, s1.x_val, s1.y_val), (s2.x_train, s2.y_train, s2.x_val, s2.y_val)):
+        assert torch.equal(a, b)
+    assert len(s1.y_train) == 120 and len(s1.y_val) == 280 and s1.x_train.shape[1] == cfg.seq_len == 7
+    train = {tuple(r) for r in s1.x_train.tolist()}
+    val = {tuple(r) for r in s1.x_val.tolist()}
+    assert not train & val, "a validation sequence also in training"
+    assert train | val == {tuple(r) for r in recall_sequences(11, 3, 400)[0].tolist()}
+    s3 = make_split(TaskConfig(**RECALL, train_frac=0.3, split_seed=5))
+    assert {tuple(r) for r in s3.x_train.tolist()} != train
+    assert [_py_recall_answer(r) for r in s1.x_val.tolist()] == s1.y_val.tolist()
+
+
+def test_recall_does_not_touch_global_rng():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    make_split(TaskConfig(**RECALL))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_recall_count():
+    assert recall_count(3, 1) == 9 and recall_count(4, 2) == 4 * 3 * 16 * 2
+
+
+@pytest.mark.parametrize("kw,bad", [
+    (dict(pairs=0), "pairs=0"), (dict(pairs=-2), "pairs=-2"), (dict(p=2, pairs=3), "p=2"), (dict(p=1, pairs=1), "p=1"),
+    (dict(samples=1), "samples=1"), (dict(samples=0), "samples=0"),
+    (dict(p=3, pairs=1, samples=5), "samples=5"),          # 9 sequences exist: at most 4
+    (dict(samples=2, train_frac=0.4), "train_frac=0.4"),    # int(0.8) = 0 training sequences
+])
+def test_recall_bad_parameters_name_the_value(kw, bad):
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        TaskConfig(**{**RECALL, **kw})
+
+
+@pytest.mark.parametrize("kw,bad", [(dict(pairs=2), "pairs=2"), (dict(samples=10), "samples=10")])
+def test_pair_tasks_reject_sequence_fields(kw, bad):
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        TaskConfig(op="add", p=7, **kw)
+
+
+def test_task_dict_leaves_out_sequence_fields_of_pair_tasks():
+    assert TaskConfig(p=7).to_dict() == {"op": "add", "p": 7, "train_frac": 0.5, "split_seed": 0}
+    d = TaskConfig(**RECALL).to_dict()
+    assert d["pairs"] == 3 and d["samples"] == 400
+    assert TaskConfig(**d) == TaskConfig(**RECALL)

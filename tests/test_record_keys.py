@@ -1,0 +1,47 @@
+"""The cache key of every committed run record is what its stored config hashes to now: a change
+to a config's fields or their defaults (``RunConfig.to_dict``) that would orphan the results
+store fails here."""
+import json
+from pathlib import Path
+
+import pytest
+
+from lrdlib.config import RunConfig, seed_config
+from lrdlib.data import TaskConfig
+from lrdlib.model import ModelConfig
+
+RUNS = Path(__file__).resolve().parents[1] / "paper" / "results" / "runs"
+RECORDS = sorted(RUNS.glob("**/*.json"))
+
+
+@pytest.mark.skipif(not RECORDS, reason="no committed records in paper/results/runs")
+def test_committed_record_keys_recompute():
+    bad = []
+    for path in RECORDS:
+        rec = json.loads(path.read_text())
+        cfg = RunConfig.from_dict(rec["config"])
+        if cfg.key() != rec["key"] or path.stem != rec["key"] or cfg.to_dict() != _plain(rec["config"]):
+            bad.append(path.name)
+    assert not bad, f"{len(bad)} of {len(RECORDS)} committed records no longer match their key: {bad[:5]}"
+
+
+def _plain(d):
+    """A JSON-read config with lists back as tuples, as ``to_dict`` gives them."""
+    if isinstance(d, dict):
+        return {k: _plain(v) for k, v in d.items()}
+    return tuple(_plain(v) for v in d) if isinstance(d, list) else d
+
+
+def test_pair_task_dict_has_no_sequence_fields():
+    d = seed_config("LRD", 0.01).to_dict()
+    assert set(d["task"]) == {"op", "p", "train_frac", "split_seed"}
+
+
+def test_recall_config_round_trips_and_needs_its_sequence_length():
+    task = TaskConfig(op="recall", p=11, pairs=3, samples=200)
+    cfg = RunConfig(task=task, model=ModelConfig(vocab_size=12, dim=32, heads=4, mlp_dim=64, seq_len=7), steps=10)
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["task"]["pairs"] == 3 and RunConfig.from_dict(d) == cfg and RunConfig.from_dict(d).key() == cfg.key()
+    assert cfg.key() != cfg.replace(task__samples=201).key()
+    with pytest.raises(ValueError, match="model.seq_len=3"):
+        RunConfig(task=task, model=ModelConfig(vocab_size=12, dim=32, heads=4, mlp_dim=64), steps=10)
