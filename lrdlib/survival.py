@@ -39,6 +39,9 @@ DEFAULT_HOLD = 1000
 # fell below 0.9 again. A fall below 0.9 is a collapse, not rounding noise; training's early stop
 # (``grok_hold``) keeps the strict rule, which stops later, so the history always covers this window.
 DEFAULT_FLOOR = 0.9
+# Fewest paired seeds from which a comparison is read as faster or slower (STYLE: with one or two
+# seeds, say "in one run" and draw no conclusion).
+MIN_SEEDS = 3
 
 
 def outcome(record: dict, threshold: float | None = None, hold: int | None = None,
@@ -213,10 +216,13 @@ def _fracs(fs: Sequence[float]) -> str:
 def compare_class(row: dict) -> str:
     """How one paired row reads: ``faster`` (the interval of the ratio of KM medians a / b lies
     below 1), ``slower`` (above 1), ``neither`` (neither arm's median is within the budget: no
-    ratio), ``unresolved`` (the interval includes 1, or the ratio is undefined)."""
+    ratio), ``unresolved`` (the interval includes 1, the ratio is undefined, or fewer than
+    ``MIN_SEEDS`` paired seeds: a bootstrap over one or two seeds gives an interval of no width)."""
     r, lo, hi = row["ratio"], row["lo"], row["hi"]
     if math.isnan(r) and math.isinf(row.get("a_median", math.nan)) and math.isinf(row.get("b_median", math.nan)):
         return "neither"
+    if row.get("seeds", MIN_SEEDS) < MIN_SEEDS:
+        return "unresolved"
     if not math.isnan(hi) and hi < 1:
         return "faster"
     if not math.isnan(lo) and lo > 1:

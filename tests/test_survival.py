@@ -75,6 +75,10 @@ def test_compare_class():
     assert compare_class(row(0.3, 1.6, 1.2, 2.0)) == "slower"
     assert compare_class(row(0.3, math.nan, math.nan, math.nan, INF, INF)) == "neither"
     assert compare_class(row(0.3, 0.0, 0.0, 0.0, 500, INF)) == "faster"   # b beyond the budget
+    # one or two paired seeds: a bootstrap interval of no width decides nothing
+    assert compare_class({**row(0.3, 0.5, 0.5, 0.5), "seeds": 2}) == "unresolved"
+    assert compare_class({**row(0.3, 0.5, 0.5, 0.5), "seeds": 3}) == "faster"
+    assert compare_class({**row(0.3, math.nan, math.nan, math.nan, INF, INF), "seeds": 1}) == "neither"
 
 
 def test_faster_than_tuned_sentence_and_verdict():
