@@ -45,3 +45,18 @@ def test_recall_config_round_trips_and_needs_its_sequence_length():
     assert cfg.key() != cfg.replace(task__samples=201).key()
     with pytest.raises(ValueError, match="model.seq_len=3"):
         RunConfig(task=task, model=ModelConfig(vocab_size=12, dim=32, heads=4, mlp_dim=64), steps=10)
+
+
+def test_every_stored_record_has_one_spectra_step_per_spectra_evaluation():
+    """A compact record's spectra series are thinned: ``spectra_step`` must name each kept evaluation."""
+    import json
+    from pathlib import Path
+
+    from lrdlib.store import spectra_steps
+    bad = []
+    for f in sorted((Path(__file__).resolve().parents[1] / "paper" / "results" / "runs").glob("*/*.json")):
+        r = json.loads(f.read_text())
+        n = len(spectra_steps(r))
+        if any(len(m["stable_rank"]) != n for m in (r.get("spectra") or {}).values()):
+            bad.append(f.name)
+    assert not bad, f"records whose spectra do not match their spectra steps: {bad}"
