@@ -154,6 +154,9 @@ def draw_ceiling(ax: plt.Axes, ceiling: float, label: bool = True) -> plt.Line2D
                       **CEILING_STYLE)
 
 
+MAX_LABELS = 3   # censored runs per column labelled one by one; more: one label with the range
+
+
 def plot_grok_outcomes(ax: plt.Axes, runs: pd.DataFrame, *, hue: str = "arm", styles: dict[str, dict] | None = None,
                        order: Sequence[str] | None = None, budget: float | None = None,
                        annotate: bool = True) -> None:
@@ -163,7 +166,8 @@ def plot_grok_outcomes(ax: plt.Axes, runs: pd.DataFrame, *, hue: str = "arm", st
     ``final_val_acc``; ``budget`` (default: column ``budget``, else the largest step) is where
     censored runs are drawn. Grokked runs: filled marker at the grokking step. Censored runs:
     hollow marker at the budget with an upward caret (≥ budget), annotated with their final
-    validation accuracy. Tick labels read "<arm>\\nk/n grokked".
+    validation accuracy (one label with their range when a column has more than ``MAX_LABELS``).
+    Tick labels read "<arm>\\nk/n grokked".
     """
     order = list(order) if order is not None else list(dict.fromkeys(runs[hue]))
     styles = styles or arm_styles(order)
@@ -180,7 +184,10 @@ def plot_grok_outcomes(ax: plt.Axes, runs: pd.DataFrame, *, hue: str = "arm", st
         ax.scatter(i + jit[ok], s[ok], marker=st["marker"], s=28, color=st["color"], edgecolor=st["color"], zorder=3)
         ax.scatter(i + jit[~ok], np.full((~ok).sum(), budget), marker=st["marker"], s=28, facecolor="white",
                    edgecolor=st["color"], linewidth=1.2, zorder=3)
-        if annotate:
+        if annotate and (~ok).sum() > MAX_LABELS:   # one label for the column: the range of final accuracies
+            ax.annotate(f"↑ {np.nanmin(acc[~ok]):.2f}–{np.nanmax(acc[~ok]):.2f}", (i, budget), textcoords="offset points",
+                        xytext=(0, 5), ha="center", fontsize=MIN_FONT_PT, color=st["color"])
+        elif annotate:
             for xj, a in zip(i + jit[~ok], acc[~ok]):
                 ax.annotate(f"↑ {a:.2f}", (xj, budget), textcoords="offset points", xytext=(5, 3),
                             fontsize=MIN_FONT_PT, color=st["color"])

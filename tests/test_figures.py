@@ -129,3 +129,12 @@ def test_grok_outcomes_filled_vs_hollow():
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels == ["L2\n1/2 grokked", "LRD\n1/1 grokked"]
     assert any("0.50" in t.get_text() for t in ax.texts)
+
+
+def test_grok_outcomes_many_censored_runs_get_one_label():
+    runs = pd.DataFrame({"arm": ["L2"] * 6 + ["LRD"] * 2, "steps_to_grok": [None] * 6 + [None, 100.0],
+                         "final_val_acc": [0.49, 0.5, 0.51, 0.5, 0.5, 0.505, 0.7, 1.0]})
+    fig, ax = F.figure("single")
+    F.plot_grok_outcomes(ax, runs, budget=500)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["↑ 0.49–0.51", "↑ 0.70"]
