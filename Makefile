@@ -10,7 +10,7 @@
 #                                  (NB="03 04" limits it to some notebooks)
 #   make verify                    retrain N=3 random committed runs, compare their histories with the store
 #   make reproduce PROFILE=paper DEVICE=cuda
-#   make notebook NB=03            execute one notebook (by number or file name)
+#   make notebook NB=03            execute one notebook (by number or file name; NB="07 08" for several)
 #   make lab                       JupyterLab on notebooks/ with the registered kernel
 #   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
 #   make paper                     the manuscript: numbers -> paper/macros.tex, latexmk -> build/paper/main.pdf
@@ -38,7 +38,7 @@ endif
 
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 ifneq ($(NB),)
-NOTEBOOKS := $(sort $(wildcard notebooks/$(NB)*.ipynb notebooks/$(NB)))
+NOTEBOOKS := $(sort $(wildcard $(foreach n,$(NB),notebooks/$(n)*.ipynb notebooks/$(n))))
 endif
 
 .PHONY: venv test test-fast lint reproduce notebook lab benchmark clean paper arxiv paper-runs verify
