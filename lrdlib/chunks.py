@@ -80,6 +80,43 @@ def note_missing(configs: Sequence[RunConfig], s_per_step: float) -> str:
             f"(at most {secs / 3600:.1f} h at {1000 * s_per_step:.0f} ms per step); the next sitting resumes them")
 
 
+# ---------------------------------------------------------------- the sittings log: what the paper profile cost
+def machine(device: str = "cpu") -> str:
+    """The machine a sitting ran on, in words: ``"cpu, 2 cores"`` or the CUDA device's name."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device}, {torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu, {os.cpu_count()} cores"
+
+
+def log_sitting(path: Path, entry: dict) -> None:
+    """Append one notebook's part of a sitting to the JSON-lines log ``path`` (committed with the store)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def sitting_totals(entries: Sequence[dict]) -> dict:
+    """Per notebook, from the sittings log: ``seconds`` (the wall-clock time of every logged sitting,
+    summed), ``seconds_timed`` (the same over the sittings whose time is known), ``sittings``,
+    ``new_records``, ``complete`` (its last sitting finished it), ``machines``.
+    A notebook's total is only as complete as its log: an entry with ``seconds`` null (a sitting
+    whose time was not measured) makes ``seconds`` null."""
+    out: dict[str, dict] = {}
+    for e in entries:
+        t = out.setdefault(e["notebook"], {"seconds": 0.0, "seconds_timed": 0.0, "sittings": 0, "new_records": 0,
+                                           "complete": False, "machines": []})
+        t["sittings"] += 1
+        t["seconds"] = None if t["seconds"] is None or e.get("seconds") is None else t["seconds"] + e["seconds"]
+        t["seconds_timed"] += e.get("seconds") or 0.0
+        t["new_records"] += e.get("new_records") or 0
+        t["complete"] = e.get("status") == "complete"
+        if e.get("machine") and e["machine"] not in t["machines"]:
+            t["machines"].append(e["machine"])
+    return out
+
+
 # ---------------------------------------------------------------- the runner: make paper-runs HOURS=2
 def _notebooks(root: Path, selected: Sequence[str]) -> list[Path]:
     nbs = sorted(root.glob("notebooks/[0-9][0-9]_*.ipynb"))
@@ -115,9 +152,11 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     env = {**os.environ, "LRD_DEADLINE": f"{start + 3600 * hours:.0f}", "LRD_LEDGER": str(ledger), "TQDM_DISABLE": "1"}
     store = ResultStore()
     n0 = sum(1 for _ in store.root.glob("*/*.json"))
+    sittings = store.root.parent / "sittings.jsonl"
     status = {}
     for nb in nbs:
         t0 = time.time()
+        k0 = sum(1 for _ in store.root.glob("*/*.json"))
         out = root / "build" / "notebooks" / nb.name
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-k", kernel, "--cwd", "notebooks",
@@ -127,6 +166,10 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
         status[nb.stem] = ("complete" if done.returncode == 0 else
                            "deadline" if "DeadlineReached" in tail else "error")
         print(f"{nb.stem}: {status[nb.stem]} after {time.time() - t0:.0f} s", flush=True)
+        log_sitting(sittings, {"notebook": nb.stem, "status": status[nb.stem], "seconds": round(time.time() - t0, 1),
+                               "new_records": sum(1 for _ in store.root.glob("*/*.json")) - k0,
+                               "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+                               "machine": machine(device), "load_avg_end": round(os.getloadavg()[0], 2)})
         if status[nb.stem] == "error":
             print("    " + tail[-1500:].replace("\n", "\n    "), flush=True)
     left = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []

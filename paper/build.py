@@ -5,8 +5,8 @@
     python paper/build.py macros   [--results DIR]   only paper/macros.tex, and the list of pending sections
     python paper/build.py check    [--results DIR]   only the checks of paper/macros.py (no LaTeX needed)
     add --lenient to pdf/arxiv/check to report entries without a value as warnings (smoke/quick results)
-    python paper/build.py runtimes [--notebooks DIR] [--out FILE]
-                                                     run_times.json from the papermill metadata of executed notebooks
+    python paper/build.py runtimes [--out FILE]      run_times.json from paper/results/sittings.jsonl and the store
+                                                     (pdf does this itself for the paper's own results)
 
 ``--results`` (default paper/results/chapters) is the folder of chapter results files
 ``<notebook>.json``; ``--results build/results`` builds the text against the numbers of the last
@@ -24,7 +24,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -133,6 +132,8 @@ def latex_error(log: str) -> str:
 
 
 def build_pdf(results: Path, lenient: bool = False) -> Path:
+    if results == M.RESULTS.resolve():    # the paper's own results: the run times from the committed sittings log
+        write_run_times(results / "run_times.json")
     make_macros(results)
     checks_ok = run_checks(results, lenient)
     need_latexmk()
@@ -241,21 +242,44 @@ def verify_arxiv(tarball: Path) -> None:
 # ---------------------------------------------------------------- run times
 
 
-def run_times(notebooks: Path, profile: str | None = "paper") -> dict:
-    """{notebook: {seconds, profile, device, end_time}} from the papermill metadata of the executed
-    notebooks in ``notebooks`` (those of ``notebooks/0*.ipynb``; only ``profile`` unless None)."""
-    stems = {p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
-    out = {}
-    for path in sorted(Path(notebooks).glob("*.ipynb")):
-        if path.stem not in stems:
-            continue
-        meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("papermill", {})
-        params = meta.get("parameters", {})
-        if meta.get("duration") is None or meta.get("exception") or (profile and params.get("profile") != profile):
-            continue
-        out[path.stem] = {"seconds": round(float(meta["duration"]), 1), "profile": params.get("profile"),
-                          "device": params.get("device", "cpu"), "end_time": meta.get("end_time")}
-    return out
+def run_times(sittings: Path = ROOT / "paper" / "results" / "sittings.jsonl",
+              store: Path = ROOT / "paper" / "results" / "runs") -> dict:
+    """What the paper profile cost, measured: per notebook, the wall-clock seconds of its logged
+    sittings of ``make paper-runs`` (``lrdlib.chunks.sitting_totals``; ``seconds`` is null until the
+    notebook is complete and every sitting of it was timed), and for the whole store the number of
+    runs and the sum of their own measured training times (``wall_time_s``; a process pool trains
+    two at a time on 2 cores). ``total_seconds`` is null until every notebook is complete."""
+    from lrdlib.chunks import sitting_totals
+
+    stems = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    entries = [json.loads(line) for line in sittings.read_text().splitlines() if line.strip()] if sittings.exists() else []
+    per = sitting_totals(entries)
+    notebooks = {}
+    for stem in stems:
+        t = per.get(stem, {"seconds": 0.0, "seconds_timed": 0.0, "sittings": 0, "new_records": 0, "complete": False,
+                           "machines": []})
+        notebooks[stem] = {**t, "seconds": t["seconds"] if t["complete"] else None}
+    walls = [json.loads(p.read_text()).get("wall_time_s") for p in sorted(Path(store).glob("*/*.json"))]
+    done = [v["seconds"] for v in notebooks.values()]
+    machines = sorted({m for v in notebooks.values() for m in v["machines"]})
+    return {"notebooks": notebooks,
+            "total_seconds": sum(done) if done and all(v is not None for v in done) else None,
+            "logged_seconds": sum(v["seconds_timed"] for v in notebooks.values()),
+            "complete": [s for s, v in notebooks.items() if v["complete"]],
+            "store": {"runs": len(walls), "train_seconds": round(sum(w or 0 for w in walls), 1)},
+            "machine": "; ".join(machines) or None}
+
+
+def write_run_times(out: Path) -> dict:
+    """``run_times()`` to ``out`` (JSON), with a one-line summary."""
+    times = run_times()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    st = times["store"]
+    print(f"wrote {M._display(out)}: complete {', '.join(times['complete']) or 'none'}; "
+          f"{times['logged_seconds'] / 3600:.1f} h of logged sittings; "
+          f"{st['runs']} stored runs, {st['train_seconds'] / 3600:.1f} h of training summed over runs")
+    return times
 
 
 # ---------------------------------------------------------------- command line
@@ -265,9 +289,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["pdf", "arxiv", "macros", "check", "runtimes"])
     ap.add_argument("--results", type=Path, default=M.RESULTS, help="folder of <notebook>.json chapter results")
-    ap.add_argument("--notebooks", type=Path, default=ROOT / "build" / "notebooks", help="runtimes: executed notebooks")
     ap.add_argument("--out", type=Path, help="runtimes: output file (default <results>/run_times.json)")
-    ap.add_argument("--any-profile", action="store_true", help="runtimes: keep notebooks of every profile")
     ap.add_argument("--lenient", action="store_true",
                     help="pdf/arxiv/check: entries whose present results file lacks their key are warnings, not errors "
                          "(smoke and quick results skip arms and fractions)")
@@ -285,15 +307,7 @@ def main(argv=None) -> None:
     elif a.command == "check":
         sys.exit(0 if run_checks(results, a.lenient) else 1)
     else:
-        times = run_times(a.notebooks, None if a.any_profile else "paper")
-        out = a.out or results / "run_times.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(times, indent=2) + "\n")
-        by_profile = defaultdict(list)
-        for stem, t in times.items():
-            by_profile[t["profile"]].append(f"{stem} {t['seconds'] / 60:.1f} min")
-        print(f"wrote {M._display(out)}: " + ("; ".join(f"{p}: {', '.join(v)}" for p, v in by_profile.items()) or
-                                              "no executed notebook of that profile"))
+        write_run_times(a.out or results / "run_times.json")
 
 
 if __name__ == "__main__":

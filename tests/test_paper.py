@@ -250,15 +250,26 @@ def test_flatten_inlines_inputs_and_drops_comments(tmp_path):
     assert B.figures_used(flat) == ["03_rank"]
 
 
-def test_run_times_from_papermill_metadata(tmp_path):
-    meta = {"papermill": {"duration": 5400.25, "parameters": {"profile": "paper", "device": "cuda"}, "end_time": "t",
-                          "exception": None}}
-    (tmp_path / "03_grokking_mechanism.ipynb").write_text(json.dumps({"metadata": meta, "cells": []}))
-    quick = {"papermill": {**meta["papermill"], "parameters": {"profile": "quick"}}}
-    (tmp_path / "04_phase_diagram.ipynb").write_text(json.dumps({"metadata": quick, "cells": []}))
-    assert B.run_times(tmp_path) == {"03_grokking_mechanism": {"seconds": 5400.2, "profile": "paper", "device": "cuda",
-                                                               "end_time": "t"}}
-    assert set(B.run_times(tmp_path, profile=None)) == {"03_grokking_mechanism", "04_phase_diagram"}
+def test_run_times_from_the_sittings_log_and_the_store(tmp_path):
+    log, store = tmp_path / "sittings.jsonl", tmp_path / "runs"
+    rows = [{"notebook": "01_scale_invariance", "status": "complete", "seconds": 60.0, "machine": "cpu, 2 cores"},
+            {"notebook": "03_grokking_mechanism", "status": "deadline", "seconds": 3600.0, "machine": "cpu, 2 cores"},
+            {"notebook": "03_grokking_mechanism", "status": "complete", "seconds": 1800.0, "machine": "cpu, 2 cores"},
+            {"notebook": "04_phase_diagram", "status": "deadline", "seconds": 900.0, "machine": "cpu, 2 cores"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (store / "ab").mkdir(parents=True)
+    (store / "ab" / "ab1.json").write_text(json.dumps({"wall_time_s": 10.5}))
+    (store / "ab" / "ab2.json").write_text(json.dumps({"wall_time_s": 20.0}))
+    t = B.run_times(log, store)
+    nb = t["notebooks"]
+    assert nb["01_scale_invariance"]["seconds"] == 60.0
+    assert nb["03_grokking_mechanism"]["seconds"] == 5400.0 and nb["03_grokking_mechanism"]["sittings"] == 2
+    assert nb["04_phase_diagram"]["seconds"] is None and nb["04_phase_diagram"]["seconds_timed"] == 900.0
+    assert nb["05_ablations"]["seconds"] is None and nb["05_ablations"]["sittings"] == 0   # never run
+    assert t["total_seconds"] is None                      # not every notebook is complete
+    assert t["logged_seconds"] == 6360.0
+    assert t["complete"] == ["01_scale_invariance", "03_grokking_mechanism"]
+    assert t["store"] == {"runs": 2, "train_seconds": 30.5} and t["machine"] == "cpu, 2 cores"
 
 
 # ---------------------------------------------------------------- the repository's manuscript

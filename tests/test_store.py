@@ -230,3 +230,19 @@ def test_compact_keeps_first_and_lasting_grok_and_stays_idempotent():
     assert s == max(x for x in c["spectra_step"] if x <= 1100) and v == pytest.approx(s / 100 + 0.5)
     with pytest.raises(ValueError, match="step=-5"):
         srank_at(c, -5)
+
+
+def test_sittings_log_sums_per_notebook_and_a_missing_time_stays_unknown(tmp_path):
+    log = tmp_path / "sittings.jsonl"
+    chunks.log_sitting(log, {"notebook": "03_x", "status": "deadline", "seconds": 100.0, "new_records": 4, "machine": "cpu, 2 cores"})
+    chunks.log_sitting(log, {"notebook": "03_x", "status": "complete", "seconds": 50.5, "new_records": 1, "machine": "cpu, 2 cores"})
+    chunks.log_sitting(log, {"notebook": "04_y", "status": "deadline", "seconds": 7.0, "new_records": 0})
+    chunks.log_sitting(log, {"notebook": "05_z", "status": "complete", "seconds": None})
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    t = chunks.sitting_totals(entries)
+    assert t["03_x"] == {"seconds": 150.5, "seconds_timed": 150.5, "sittings": 2, "new_records": 5, "complete": True,
+                         "machines": ["cpu, 2 cores"]}
+    assert t["04_y"]["seconds"] == 7.0 and not t["04_y"]["complete"]
+    assert t["05_z"]["seconds"] is None and t["05_z"]["complete"]     # complete, but one sitting was not timed
+    assert t["05_z"]["seconds_timed"] == 0.0
+    assert chunks.machine("cpu").startswith("cpu, ")
