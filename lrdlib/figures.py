@@ -12,9 +12,13 @@ Sizes are print sizes (inches), fonts ≥ ``MIN_FONT_PT`` points at that size. C
 method (``METHOD_COLORS``, Okabe-Ito, colour-blind safe), the same in every chapter; arms of
 one method share its hue and differ in shade, line style and marker.
 
-``save_figure(fig, name)`` writes ``figures/<name>.pdf`` (for the paper) and ``.png`` (for
-reading); ``save_results(name, dict)`` writes ``build/results/<name>.json``, the numbers a
-notebook computed, which the paper reads instead of retyping them.
+``save_figure(fig, name, profile=profile)`` writes ``figures/<name>.pdf`` (for the paper) and
+``.png`` (for reading) and notes the profile that made it in ``figures/profiles.json``; a figure
+made at ``paper`` is never overwritten by a smoke or quick run (those go to
+``build/figures/<profile>/``), so ``figures/`` holds the strongest version of every figure and the
+manuscript marks the ones not yet made at ``paper``. ``save_results(name, dict)`` writes
+``build/results/<name>.json``, the numbers a notebook computed, which the paper reads instead of
+retyping them.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import pandas as pd
 from matplotlib.colors import to_hex, to_rgb
 
 from .paths import figures_dir, results_dir
+from .profiles import check_profile
 
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
@@ -218,9 +223,36 @@ def _check(name: str) -> None:
         raise ValueError(f"name={name!r}: use letters, digits, '_' and '-' only")
 
 
-def save_figure(fig: plt.Figure, name: str, dpi: int = 200) -> list[Path]:
-    """Write ``<figures>/<name>.pdf`` and ``.png``; warn if a text is below ``MIN_FONT_PT`` or the
-    figure is wider than the full text width."""
+PROFILES_FILE = "profiles.json"   # figures/profiles.json: figure name -> the profile that made it
+
+
+def figure_profiles(folder: Path | None = None) -> dict[str, str]:
+    """``{figure name: profile}`` from ``<figures>/profiles.json`` (empty if there is none)."""
+    path = (folder or figures_dir()) / PROFILES_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def figure_target(name: str, profile: str | None = None) -> Path:
+    """The folder ``save_figure`` writes ``name`` to at ``profile``: ``figures/``, except that a
+    figure already made at ``paper`` is kept and a smoke or quick version goes to
+    ``build/figures/<profile>/`` instead."""
+    if profile is None:
+        return figures_dir()
+    check_profile(profile)
+    if profile != "paper" and figure_profiles().get(name) == "paper":
+        d = results_dir().parent / "figures" / profile
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+    return figures_dir()
+
+
+def save_figure(fig: plt.Figure, name: str, dpi: int = 200, profile: str | None = None) -> list[Path]:
+    """Write ``<name>.pdf`` and ``.png`` to ``figure_target(name, profile)``; warn if a text is
+    below ``MIN_FONT_PT`` or the figure is wider than the full text width.
+
+    profile: the profile that made the figure (the notebooks pass theirs); recorded in
+    ``figures/profiles.json`` when the figure goes to ``figures/``. None: written to ``figures/``,
+    nothing recorded."""
     _check(name)
     small = small_text(fig)
     if small:
@@ -228,11 +260,17 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 200) -> list[Path]:
     if fig.get_figwidth() > WIDTHS["full"] + 1e-6:
         warnings.warn(f"figure {name}: {fig.get_figwidth():.1f} in wide, wider than the full width "
                       f"{WIDTHS['full']} in", stacklevel=2)
+    folder = figure_target(name, profile)
+    if folder != figures_dir():
+        print(f"figures/{name} was made at the paper profile and is kept; this {profile} version: {folder}/{name}.pdf")
     out = []
     for ext in ("pdf", "png"):
-        path = figures_dir() / f"{name}.{ext}"
+        path = folder / f"{name}.{ext}"
         fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=None if ext == "png" else {"CreationDate": None})
         out.append(path)
+    if profile is not None and folder == figures_dir():
+        made = {**figure_profiles(), name: profile}
+        (folder / PROFILES_FILE).write_text(json.dumps(dict(sorted(made.items())), indent=1) + "\n")
     return out
 
 

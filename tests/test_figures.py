@@ -138,3 +138,40 @@ def test_grok_outcomes_many_censored_runs_get_one_label():
     F.plot_grok_outcomes(ax, runs, budget=500)
     texts = [t.get_text() for t in ax.texts]
     assert texts == ["↑ 0.49–0.51", "↑ 0.70"]
+
+
+def test_profile_of_each_figure_is_recorded_and_a_paper_figure_is_kept(tmp_path, monkeypatch):
+    """figures/profiles.json names the profile that made each figure; a smoke or quick run writes
+    beside a paper-profile figure (build/figures/<profile>/), never over it."""
+    figs, results = tmp_path / "figures", tmp_path / "build" / "results"
+    monkeypatch.setenv("LRD_FIGURES_DIR", str(figs))
+    monkeypatch.setenv("LRD_RESULTS_DIR", str(results))
+
+    def draw(title):
+        fig, ax = F.figure("single")
+        ax.set_title(title)
+        return fig
+
+    F.save_figure(draw("quick one"), "demo", profile="quick")
+    assert F.figure_profiles() == {"demo": "quick"}
+    F.save_figure(draw("paper one"), "demo", profile="paper")            # paper replaces quick
+    assert F.figure_profiles() == {"demo": "paper"}
+    paper_pdf = (figs / "demo.pdf").read_bytes()
+    out = F.save_figure(draw("a later quick one"), "demo", profile="quick")
+    assert out == [tmp_path / "build" / "figures" / "quick" / "demo.pdf", tmp_path / "build" / "figures" / "quick" / "demo.png"]
+    assert (figs / "demo.pdf").read_bytes() == paper_pdf and out[0].read_bytes() != paper_pdf
+    assert F.figure_profiles() == {"demo": "paper"}
+    F.save_figure(draw("no profile"), "other")                             # ad hoc: figures/, nothing recorded
+    assert (figs / "other.pdf").exists() and F.figure_profiles() == {"demo": "paper"}
+    with pytest.raises(ValueError, match="profile='fast'.*smoke, quick, paper"):
+        F.save_figure(draw("x"), "demo", profile="fast")
+
+
+def test_committed_figures_all_have_a_profile():
+    from lrdlib.paths import repo_root
+
+    root = repo_root()
+    made = F.figure_profiles(root / "figures")
+    on_disk = {p.stem for p in (root / "figures").glob("*.pdf")}
+    assert on_disk == set(made), f"figures without a profile: {sorted(on_disk - set(made))}; listed but absent: {sorted(set(made) - on_disk)}"
+    assert set(made.values()) <= {"smoke", "quick", "paper"} and "smoke" not in made.values()

@@ -30,6 +30,7 @@ B = _load("paper_build", "build.py")
 MAIN = r"""\documentclass{article}
 \newcommand{\pending}[1]{[pending: #1]}
 \newcommand{\todo}[1]{[TODO: #1]}
+\newcommand{\figprofile}[1]{\ifcsname lrdfig@#1\endcsname [#1 not at paper]\fi}
 \newcommand{\nuc}[1]{\lVert #1\rVert_*}
 \newcommand{\fro}[1]{\lVert #1\rVert_F}
 \newcommand{\uvt}{UV^\top}
@@ -273,6 +274,23 @@ def test_run_times_from_the_sittings_log_and_the_store(tmp_path):
 
 
 # ---------------------------------------------------------------- the repository's manuscript
+
+
+def test_figures_carry_their_profile(tmp_path):
+    """A figure without \\figprofile{name} in its environment, or missing from figures/profiles.json,
+    fails the check; macros.tex marks exactly the figures not made at the paper profile."""
+    paper, res = manuscript(tmp_path, BODY + "\n".join([
+        r"\begin{figure}\includegraphics[width=2in]{03_a}\caption{A.\figprofile{03_a}}\end{figure}",
+        r"\begin{figure*}\includegraphics{04_b}\caption{B.}\end{figure*}",
+        r"\begin{figure}\includegraphics{05_c}\caption{C.\figprofile{05_c}}\end{figure}", ""]))
+    figs = tmp_path / "figures"
+    figs.mkdir()
+    (figs / "profiles.json").write_text(json.dumps({"03_a": "paper", "04_b": "quick"}))
+    found = problems(paper, res)["figures without their profile"]
+    assert found == ["sections/body.tex: 04_b: no \\figprofile{04_b} in its figure environment",
+                     "sections/body.tex: 05_c: not in figures/profiles.json (save it with save_figure(..., profile=profile))"]
+    lines = M.figure_profile_lines(figs)
+    assert [ln for ln in lines if "lrdfig@" in ln] == [r"\expandafter\def\csname lrdfig@04_b\endcsname{quick}"]
 
 
 def test_repository_mapping_loads():
