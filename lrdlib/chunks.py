@@ -49,6 +49,18 @@ def seconds_per_step(records: Sequence[dict] = ()) -> float:
     return vals[len(vals) // 2] if vals else DEFAULT_S_PER_STEP
 
 
+def records_cost(records) -> dict:
+    """What a set of run records cost to train, from the records themselves (so a chapter's results
+    are the same whether its runs were trained now or read back from the store): ``runs``,
+    ``steps`` (steps trained, summed), ``train_seconds`` (the runs' own wall-clock times, summed;
+    each run timed in its worker, so on a pool of k workers the sitting took about a k-th of it)
+    and ``devices``. Failed records (no history) count as runs with no steps."""
+    recs = list(records)
+    return {"runs": len(recs), "steps": int(sum(r.get("steps_run") or 0 for r in recs)),
+            "train_seconds": round(float(sum(r.get("wall_time_s") or 0.0 for r in recs)), 1),
+            "devices": sorted({str(r["device"]) for r in recs if r.get("device")})}
+
+
 def estimate_seconds(cfg: RunConfig, s_per_step: float = DEFAULT_S_PER_STEP) -> float:
     """An upper estimate of one run's time: every step of its budget (an early stop only shortens it)."""
     return cfg.steps * s_per_step

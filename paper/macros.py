@@ -80,7 +80,7 @@ upshape normalfont
 cite citet citep citealp citeauthor citeyear bibliography bibliographystyle url href hypersetup
 newcommand renewcommand providecommand newenvironment setlength addtolength setcounter stepcounter value
 hspace vspace hfill vfill quad qquad enspace thinspace medskip smallskip bigskip clearpage newpage pagebreak
-footnote footnotemark footnotetext xspace
+footnote footnotemark footnotetext xspace xspaceaddexceptions
 toprule midrule bottomrule cmidrule addlinespace multicolumn multirow hline cline arraystretch tabcolsep
 textwidth columnwidth linewidth textheight paperwidth
 alpha beta gamma delta epsilon varepsilon eta theta vartheta lambda mu nu pi rho sigma tau phi varphi chi psi omega

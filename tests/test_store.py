@@ -246,3 +246,15 @@ def test_sittings_log_sums_per_notebook_and_a_missing_time_stays_unknown(tmp_pat
     assert t["05_z"]["seconds"] is None and t["05_z"]["complete"]     # complete, but one sitting was not timed
     assert t["05_z"]["seconds_timed"] == 0.0
     assert chunks.machine("cpu").startswith("cpu, ")
+
+
+def test_records_cost_reads_the_records_not_the_clock():
+    """A chapter's cost entry is the same whether its runs were trained now or read from the store."""
+    from lrdlib.chunks import records_cost
+
+    recs = [{"steps_run": 4000, "wall_time_s": 200.04, "device": "cpu"},
+            {"steps_run": 1500, "wall_time_s": 80.0, "device": "NVIDIA H100"},
+            {"status": "failed", "config": {}}]
+    assert records_cost(recs) == {"runs": 3, "steps": 5500, "train_seconds": 280.0, "devices": ["NVIDIA H100", "cpu"]}
+    assert records_cost(iter(recs[:1])) == {"runs": 1, "steps": 4000, "train_seconds": 200.0, "devices": ["cpu"]}
+    assert records_cost([]) == {"runs": 0, "steps": 0, "train_seconds": 0.0, "devices": []}
