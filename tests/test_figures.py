@@ -173,5 +173,6 @@ def test_committed_figures_all_have_a_profile():
     root = repo_root()
     made = F.figure_profiles(root / "figures")
     on_disk = {p.stem for p in (root / "figures").glob("*.pdf")}
-    assert on_disk == set(made), f"figures without a profile: {sorted(on_disk - set(made))}; listed but absent: {sorted(set(made) - on_disk)}"
+    assert on_disk == set(made), (f"figures without a profile: {sorted(on_disk - set(made))}; "
+                                  f"listed but absent: {sorted(set(made) - on_disk)}")
     assert set(made.values()) <= {"smoke", "quick", "paper"} and "smoke" not in made.values()
