@@ -13,7 +13,8 @@
   ``PROFILE=paper`` from ``lrdlib.profiles.run_cache``), records are read from the store first;
   a run found only in this cache is copied into it; every run trained is saved to both, and the
   record returned is always the store's compact form, so a run gives the same numbers whether it
-  was just trained or read back.
+  was just trained or read back. A config with no record on its own device type reads the
+  store's record of it made on the other type (``ResultStore.load``), if there is one.
 * ``fresh_since`` (``$LRD_FRESH_SINCE``, seconds since the epoch; ``make ... FRESH=1`` sets it):
   records written before that time count as absent, so everything is retrained once, and runs
   trained after it (by this or another process) are reused.
@@ -143,14 +144,20 @@ class RunCache:
                              "or pass RunCache(<a writable folder>)") from e
 
     def load(self, cfg: RunConfig) -> dict | None:
-        """The record of exactly this config (the store's copy first, if a store is attached), or None."""
+        """The record of exactly this config (the store's copy first, if a store is attached), or
+        None; failing both, the store's record of the same config made on the other device type
+        (``ResultStore.load``: the same seeds, rounded differently)."""
         if self.store is not None:
-            rec = self.store.load(cfg)
+            rec = self.store.load(cfg, any_device=False)
             if rec is not None and self._fresh(self.store.path(cfg.key())):
                 return rec
         rec = self._load_local(cfg)
         if rec is not None and self.store is not None:
             return self.store.save(cfg, rec)   # trained before the store was attached: copy it in
+        if rec is None and self.store is not None:
+            other = self.store.load(cfg)
+            if other is not None and self._fresh(self.store.path(other["key"])):
+                return other
         return rec
 
     def _load_local(self, cfg: RunConfig) -> dict | None:

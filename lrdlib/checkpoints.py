@@ -5,7 +5,8 @@ measures), without a second training loop and without touching the run record or
 read-only probe hook and keeps a CPU copy of the model's state dict at step 0 and after every
 ``every``-th step (the weights the record evaluates at that step). ``measure_along`` turns those
 states into JSON-able measures with a function of the caller, caches them beside the run cache
-as ``<key>.<tag>-<every>.json`` and saves the run's record into the run cache as ``train(cfg)``
+as ``<key>.<tag>-<every>.json`` (and, at ``PROFILE=paper``, in the results store's
+``measures/`` folder, committed with the records) and saves the run's record into the run cache as ``train(cfg)``
 would (the hook only reads, so it is the same record), so later ``train(cfg)`` calls read it back.
 With ``hook=True`` the measure is instead a hook called inside the loop at every ``every``-th step
 (``lrdlib.resize`` measures the loss on both sides of a rank projection that way).
@@ -43,7 +44,23 @@ def states_along(cfg: RunConfig, every: int, progress: bool = False) -> tuple[di
 
 
 def measures_path(cache: RunCache, cfg: RunConfig, tag: str, every: int) -> Path:
+    """The run cache's copy of the measures (the results store's, if any: ``ResultStore.measures_path``)."""
     return cache.root / f"{cfg.key()}.{tag}-{every}.json"
+
+
+def _read_measures(cache: RunCache, key: str, tag: str, every: int):
+    """The measures of run ``key`` from the results store, else from the run cache, or None."""
+    paths = [cache.root / f"{key}.{tag}-{every}.json"]
+    if cache.store is not None:
+        paths.insert(0, cache.store.measures_path(key, tag, every))
+    for path in paths:
+        try:
+            out = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(out, dict) and out.get("key") == key and "measures" in out:
+            return out["measures"]
+    return None
 
 
 def measure_along(cfg: RunConfig, every: int, measure, tag: str, *, cache: RunCache | None = None,
@@ -65,15 +82,11 @@ def measure_along(cfg: RunConfig, every: int, measure, tag: str, *, cache: RunCa
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ValueError(f"every={every!r} must be a positive integer")
     cache = cache if cache is not None else RunCache()
-    path = measures_path(cache, cfg, tag, every)
     if use_cache:
-        rec = cache.load(cfg)
-        try:
-            out = json.loads(path.read_text())
-            if rec is not None and out.get("key") == cfg.key():
-                return rec, out["measures"]
-        except (OSError, ValueError):
-            pass
+        rec = cache.load(cfg)   # (with a store: possibly the same run made on the other device type)
+        out = None if rec is None else _read_measures(cache, rec["key"], tag, every)
+        if out is not None:
+            return rec, out
         cache.check_writable()
     _check_deadline(cfg)
     if hook:
@@ -88,7 +101,11 @@ def measure_along(cfg: RunConfig, every: int, measure, tag: str, *, cache: RunCa
             cache.save(cfg, rec, state)
         rec = cache.load(cfg) or rec
         text = json.dumps(strict_json({"key": cfg.key(), "every": every, "tag": tag, "measures": out}), allow_nan=False)
-        atomic_write(path, lambda t: Path(t).write_text(text))
+        paths = [measures_path(cache, cfg, tag, every)]
+        if cache.store is not None:   # committed with the records: the chapter needs no retraining from a fresh clone
+            paths.append(cache.store.measures_path(cfg.key(), tag, every))
+        for path in paths:
+            atomic_write(path, lambda t: Path(t).write_text(text))
     return rec, json.loads(json.dumps(strict_json(out), allow_nan=False))
 
 

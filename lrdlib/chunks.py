@@ -9,7 +9,8 @@
 * When runs are left, the sweep appends ``{"notebook", "missing", "seconds"}`` to the ledger and
   raises ``DeadlineReached``; the notebook stops there, the next sitting resumes from the store.
 
-Without ``$LRD_DEADLINE`` none of this applies.
+Without ``$LRD_DEADLINE`` none of this applies. ``$LRD_S_PER_STEP`` replaces the reference
+machine's seconds per step in the estimates (a GPU sitting: ``benchmarks/gpu_sitting.sh``).
 """
 from __future__ import annotations
 
@@ -43,7 +44,17 @@ def deadline() -> float | None:
 
 
 def seconds_per_step(records: Sequence[dict] = ()) -> float:
-    """Median measured seconds per step of ``records`` (finished, on a CPU), else the default."""
+    """``$LRD_S_PER_STEP`` if set (another machine: a GPU sitting sets its own), else the median
+    measured seconds per step of ``records`` (finished ones), else the default."""
+    env = os.environ.get("LRD_S_PER_STEP")
+    if env:
+        try:
+            v = float(env)
+        except ValueError:
+            v = float("nan")
+        if not v > 0:
+            raise ValueError(f"$LRD_S_PER_STEP={env!r}: expected a positive number of seconds, e.g. 0.005")
+        return v
     vals = sorted(r["wall_time_s"] / r["steps_run"] for r in records
                   if r.get("status") != "failed" and r.get("steps_run") and r.get("wall_time_s"))
     return vals[len(vals) // 2] if vals else DEFAULT_S_PER_STEP
@@ -140,7 +151,38 @@ def _notebooks(root: Path, selected: Sequence[str]) -> list[Path]:
     return nbs
 
 
-def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", kernel: str = "lrd-companion") -> int:
+def execute_plain(nb: Path, params: dict, cwd: Path | None = None) -> None:
+    """Execute a notebook's code cells in order, in one namespace of this process, without Jupyter:
+    the values of ``params`` are assigned after the cell tagged ``parameters`` (as papermill
+    injects them). For machines with PyTorch but no Jupyter kernel (a lent GPU,
+    ``benchmarks/gpu_sitting.sh``). Nothing is displayed or saved but what the cells write
+    (figures, results, records); an exception in a cell propagates, naming the cell."""
+    nb = Path(nb)
+    try:
+        cells = json.loads(nb.read_text())["cells"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{str(nb)!r} is not a readable notebook ({e})") from None
+    if cwd is not None:
+        os.chdir(cwd)
+    ns: dict = {"__name__": "__main__"}
+    n_code = 0
+    for i, c in enumerate(cells):
+        if c.get("cell_type") != "code":
+            continue
+        n_code += 1
+        src = "".join(c["source"])
+        if "parameters" in c.get("metadata", {}).get("tags", []):
+            src += "\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
+        try:
+            exec(compile(src, f"<{nb.name}: cell {i}>", "exec"), ns)
+        except BaseException as e:
+            if hasattr(e, "add_note"):
+                e.add_note(f"in {nb.name}, cell {i} (code cell {n_code})")
+            raise
+
+
+def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", kernel: str = "lrd-companion",
+              plain: bool = False) -> int:
     """Execute the notebooks at ``PROFILE=paper`` until ``hours`` have passed; print what is left.
 
     Each notebook trains its missing runs (into the results store) and, when none is left,
@@ -171,9 +213,11 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
         k0 = sum(1 for _ in store.root.glob("*/*.json"))
         out = root / "build" / "notebooks" / nb.name
         out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-k", kernel, "--cwd", "notebooks",
-               "-p", "profile", "paper", "-p", "device", device, "--log-level", "WARNING"]
-        done = subprocess.run(cmd, cwd=root, env={**env, "LRD_NOTEBOOK": nb.stem}, capture_output=True, text=True)
+        cmd = ([sys.executable, "-m", "lrdlib.chunks", "--execute", str(nb), "--device", device] if plain else
+               [sys.executable, "-m", "papermill", str(nb), str(out), "-k", kernel, "--cwd", "notebooks",
+                "-p", "profile", "paper", "-p", "device", device, "--log-level", "WARNING"])
+        done = subprocess.run(cmd, cwd=root, env={**env, "LRD_NOTEBOOK": nb.stem, **({"MPLBACKEND": "Agg"} if plain else {})},
+                              capture_output=True, text=True)
         tail = (done.stdout + done.stderr)[-3000:]
         status[nb.stem] = ("complete" if done.returncode == 0 else
                            "deadline" if "DeadlineReached" in tail else "error")
@@ -201,11 +245,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description="Train the missing runs of the paper profile for HOURS, then stop cleanly.")
-    ap.add_argument("--hours", type=float, required=True)
+    ap.add_argument("--hours", type=float, help="the sitting's length")
     ap.add_argument("--notebooks", nargs="*", default=[], help="numbers or names, e.g. 03 04 (default: all)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--plain", action="store_true",
+                    help="execute the notebooks without Jupyter (execute_plain), e.g. on a GPU machine without papermill")
+    ap.add_argument("--execute", metavar="NOTEBOOK", help="(internal) execute one notebook plainly at PROFILE=paper, "
+                    "in its folder, and exit")
     a = ap.parse_args(argv)
-    return run_chunk(a.hours, a.notebooks, a.device)
+    if a.execute:
+        nb = Path(a.execute).resolve()
+        execute_plain(nb, {"profile": "paper", "device": a.device}, cwd=nb.parent)
+        return 0
+    if a.hours is None:
+        ap.error("--hours is required")
+    return run_chunk(a.hours, a.notebooks, a.device, plain=a.plain)
 
 
 if __name__ == "__main__":

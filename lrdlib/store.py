@@ -122,17 +122,27 @@ def compact(record: dict, max_points: int = MAX_POINTS) -> dict:
 
 
 class ResultStore:
-    """The folder of compact records (default ``store_dir()``)."""
+    """The folder of compact records (default ``store_dir()``), and beside it (``measures/``) the
+    measures that ``lrdlib.checkpoints`` computes along a run (notebook 08's progress measures).
+
+    A run is looked up by its config's key, which includes the device. When a config has no record
+    made on its own device type, ``load`` returns the record of the same config made on the other
+    type (``cpu`` / ``cuda``): the initialisation, the split and the batch order are drawn on the
+    CPU whatever the device, so the two histories differ by rounding alone and seeds stay paired
+    across methods. The record says which device made it (``record["device"]``, the config's
+    ``device``); ``lrdlib.chunks.records_cost`` lists the devices of a chapter's runs."""
+
+    DEVICE_TYPES = ("cpu", "cuda")
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else store_dir()
+        self.measures_root = self.root.parent / "measures"
         remove_stale_temporaries(self.root)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
-    def load(self, cfg: RunConfig) -> dict | None:
-        """The stored record of exactly this config, or None."""
+    def _read(self, cfg: RunConfig) -> dict | None:
         try:
             rec = json.loads(self.path(cfg.key()).read_text())
         except (OSError, ValueError):
@@ -140,6 +150,22 @@ class ResultStore:
         if not isinstance(rec, dict) or rec.get("key") != cfg.key() or rec.get("config") != json.loads(json.dumps(cfg.to_dict())):
             return None
         return rec
+
+    def load(self, cfg: RunConfig, any_device: bool = True) -> dict | None:
+        """The stored record of exactly this config, or None; with ``any_device``, failing that, the
+        record of the same config made on the other device type (see the class docstring)."""
+        rec = self._read(cfg)
+        if rec is not None or not any_device:
+            return rec
+        own = cfg.device.split(":")[0]
+        for other in self.DEVICE_TYPES:
+            if other != own and (rec := self._read(cfg.replace(device=other))) is not None:
+                return rec
+        return None
+
+    def measures_path(self, key: str, tag: str, every: int) -> Path:
+        """Where the measures ``tag`` (taken every ``every`` steps) of the run ``key`` are kept."""
+        return self.measures_root / key[:2] / f"{key}.{tag}-{every}.json"
 
     def save(self, cfg: RunConfig, record: dict) -> dict:
         """Store ``record`` (compacted) and return the stored form."""

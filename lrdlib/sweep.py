@@ -91,6 +91,18 @@ def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
+def pool_size(device: str = "cpu") -> int:
+    """Workers of a local process pool: ``$LRD_WORKERS`` if set; else one per core on a CPU (one
+    torch thread each) and one on a GPU (runs one after another; a GPU sitting,
+    ``benchmarks/gpu_sitting.sh``, sets ``$LRD_WORKERS`` so that several runs share the card)."""
+    env = os.environ.get("LRD_WORKERS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"$LRD_WORKERS={env!r}: expected a positive whole number of workers, e.g. 2")
+        return int(env)
+    return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=_exit_with_parent, initargs=(os.getpid(),))
@@ -123,8 +135,8 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     """Train (or load) every config and return a pandas table, one row per config in order.
 
     labels: an optional ``arm`` label per config (a column of the table).
-    executor: None (in-process), "process" (local pool of ``workers``, default one per core,
-        each with cores/workers torch threads), or any object with ``submit(fn, *args)``
+    executor: None (in-process), "process" (local pool of ``workers``, default ``pool_size()``:
+        ``$LRD_WORKERS`` or one per core, each with cores/workers torch threads), or any object with ``submit(fn, *args)``
         returning a future/job with ``.result()`` (submitit included).
     return_records: also return the list of full records (same order; ``failed`` records hold
         the config and the error only).
@@ -213,7 +225,7 @@ def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: R
     ends the other workers). The runs that finished are kept; those the break interrupted are
     then trained each in a pool of its own (``workers`` at a time), so a run that kills its
     worker again fails alone and its neighbours finish; the runs not yet started go on in a new pool."""
-    n = workers or max(1, os.cpu_count() or 1)
+    n = workers or pool_size()
     threads = max(1, (os.cpu_count() or 1) // n)
     spec = cache.spec()
     queue = list(todo)

@@ -75,7 +75,14 @@ def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=Non
     from .store import ResultStore, compact
 
     store = store or ResultStore()
-    recs = [r for r in store.records() if r.get("status") == "ok"]
+    import torch
+
+    here = {"cpu"} | ({"cuda"} if torch.cuda.is_available() else set())
+    ok = [r for r in store.records() if r.get("status") == "ok"]
+    recs = [r for r in ok if str(r["config"].get("device", "cpu")).split(":")[0] in here]
+    if len(recs) < len(ok):
+        print(f"verify: {len(ok) - len(recs)} stored runs were made on a device this machine lacks; sampling among the "
+              f"other {len(recs)}")
     if not recs:
         raise ValueError(f"no stored run in {store.root}: nothing to verify (train some with `make paper-runs`)")
     seed = int(time.time()) % 100_000 if seed is None else seed

@@ -251,3 +251,37 @@ def test_measure_many_in_a_process_pool_equals_in_process(tmp_path):
     for (r1, m1), (r2, m2) in zip(pooled, inline):
         assert r1["history"] == r2["history"] and m1["keys"] == m2["keys"]
         assert m1["restricted_loss"] == pytest.approx(m2["restricted_loss"], rel=1e-6)
+
+
+def test_measures_are_committed_with_the_store_and_read_on_a_fresh_machine(tmp_path, monkeypatch):
+    from lrdlib.store import ResultStore
+
+    store = ResultStore(tmp_path / "results" / "runs")
+    rec, m = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=RunCache(tmp_path / "cache", store=store))
+    assert store.measures_path(TINY.key(), fo.FOURIER_TAG, 20).exists()
+    assert store.measures_root == tmp_path / "results" / "measures"
+    assert len(list(store.root.glob("*/*.json"))) == 1          # the measures are not taken for records
+    import lrdlib.checkpoints as ck
+    monkeypatch.setattr(ck, "states_along", lambda *a, **k: pytest.fail("retrained a committed measure"))
+    fresh = RunCache(tmp_path / "new-machine-cache", store=ResultStore(store.root))   # no build folder
+    assert measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=fresh) == (rec, m)
+
+
+def test_measures_of_the_same_run_made_on_the_other_device_are_read(tmp_path, monkeypatch):
+    """A CPU notebook reads the record and measures of its config made on a GPU (and back)."""
+    from lrdlib.store import ResultStore
+
+    store = ResultStore(tmp_path / "runs")
+    rec, m = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=RunCache(tmp_path / "c1", store=store))
+    gpu = TINY.replace(device="cuda")           # as if made on a GPU: move the files to the cuda config's key
+    moved = {**rec, "key": gpu.key(), "config": gpu.to_dict()}
+    store.save(gpu, moved)
+    src, dst = store.measures_path(TINY.key(), fo.FOURIER_TAG, 20), store.measures_path(gpu.key(), fo.FOURIER_TAG, 20)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(src.read_text().replace(TINY.key(), gpu.key()))
+    store.path(TINY.key()).unlink()
+    src.unlink()
+    import lrdlib.checkpoints as ck
+    monkeypatch.setattr(ck, "states_along", lambda *a, **k: pytest.fail("retrained a run the store holds"))
+    rec2, m2 = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=RunCache(tmp_path / "c2", store=store))
+    assert rec2["key"] == gpu.key() and rec2["config"]["device"] == "cuda" and m2 == m

@@ -258,3 +258,89 @@ def test_records_cost_reads_the_records_not_the_clock():
     assert records_cost(recs) == {"runs": 3, "steps": 5500, "train_seconds": 280.0, "devices": ["NVIDIA H100", "cpu"]}
     assert records_cost(iter(recs[:1])) == {"runs": 1, "steps": 4000, "train_seconds": 200.0, "devices": ["cpu"]}
     assert records_cost([]) == {"runs": 0, "steps": 0, "train_seconds": 0.0, "devices": []}
+
+
+# --------------------------------------------------------------------------- records made on another device
+def test_a_config_without_a_record_on_its_device_reads_the_other_devices(tmp_path):
+    cache = _cache(tmp_path)
+    rec = train(BASE, cache=cache, progress=False)
+    gpu = BASE.replace(device="cuda")
+    assert gpu.key() != BASE.key()
+    # a GPU sitting's record of the same config (same init, split and batches; its own rounding)
+    made_on_gpu = {**rec, "key": gpu.key(), "config": gpu.to_dict(), "device": "NVIDIA H100 80GB HBM3",
+                   "final_val_acc": 0.123}
+    cache.store.save(gpu, made_on_gpu)
+    assert cache.store.load(BASE) == rec                                     # its own device's record first
+    assert cache.store.load(gpu)["final_val_acc"] == 0.123
+    cache.store.path(BASE.key()).unlink()
+    got = cache.store.load(BASE)
+    assert got["key"] == gpu.key() and got["config"]["device"] == "cuda"     # says which device made it
+    assert cache.store.load(BASE, any_device=False) is None
+    fresh = RunCache(tmp_path / "new-machine", store=ResultStore(tmp_path / "store"))
+    assert fresh.load(BASE)["key"] == gpu.key()
+    assert train(BASE, cache=fresh, progress=False)["key"] == gpu.key()      # read, not retrained
+    assert not (tmp_path / "new-machine" / f"{BASE.key()}.json").exists()
+    assert chunks.records_cost([got])["devices"] == ["NVIDIA H100 80GB HBM3"]
+    assert cache.load(BASE) == compact(rec)            # the build cache's exact record beats the other device's
+    assert cache.store.load(BASE, any_device=False) == compact(rec)   # (and is copied into the store)
+
+
+def test_verify_samples_only_runs_this_machine_can_replay(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: every stored run can be replayed")
+    cache = _cache(tmp_path)
+    rec = train(BASE, cache=cache, progress=False)
+    gpu = BASE.replace(device="cuda")
+    cache.store.save(gpu, {**rec, "key": gpu.key(), "config": gpu.to_dict()})
+    rows = verify(2, seed=0, max_steps=20, store=cache.store)
+    assert [r["key"] for r in rows] == [BASE.key()] and rows[0]["equal"]
+    assert "1 stored runs were made on a device this machine lacks" in capsys.readouterr().out
+
+
+def test_seconds_per_step_override(monkeypatch):
+    monkeypatch.setenv("LRD_S_PER_STEP", "0.004")
+    assert chunks.seconds_per_step() == 0.004
+    for bad in ("fast", "0", "-1"):
+        monkeypatch.setenv("LRD_S_PER_STEP", bad)
+        with pytest.raises(ValueError, match=f"LRD_S_PER_STEP={bad!r}"):
+            chunks.seconds_per_step()
+    monkeypatch.delenv("LRD_S_PER_STEP")
+    assert chunks.seconds_per_step() == chunks.DEFAULT_S_PER_STEP
+
+
+def test_pool_size(monkeypatch):
+    from lrdlib.sweep import pool_size
+
+    monkeypatch.delenv("LRD_WORKERS", raising=False)
+    assert pool_size("cpu") == (os.cpu_count() or 1) and pool_size("cuda") == 1
+    monkeypatch.setenv("LRD_WORKERS", "12")
+    assert pool_size("cuda") == 12 and pool_size() == 12
+    for bad in ("0", "two", "-3"):
+        monkeypatch.setenv("LRD_WORKERS", bad)
+        with pytest.raises(ValueError, match=f"LRD_WORKERS={bad!r}"):
+            pool_size()
+
+
+def test_execute_plain_runs_code_cells_with_the_parameters_injected(tmp_path):
+    nb = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# title"]},
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": ["profile = 'quick'\n", "device = 'cpu'"]},
+        {"cell_type": "code", "metadata": {}, "source": ["import pathlib\n",
+                                                         "pathlib.Path('out.txt').write_text(f'{profile} {device}')"]},
+        {"cell_type": "code", "metadata": {}, "source": ["if profile == 'smoke':\n", "    raise RuntimeError('cell three')"]},
+    ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "99_demo.ipynb"
+    path.write_text(json.dumps(nb))
+    here = os.getcwd()
+    try:
+        assert chunks.main(["--execute", str(path), "--device", "cuda"]) == 0
+        assert (tmp_path / "out.txt").read_text() == "paper cuda"          # run in the notebook's folder
+        with pytest.raises(RuntimeError, match="cell three") as err:
+            chunks.execute_plain(path, {"profile": "smoke"})
+        assert "99_demo.ipynb, cell 3" in "".join(getattr(err.value, "__notes__", []))
+        with pytest.raises(ValueError, match="not a readable notebook"):
+            chunks.execute_plain(tmp_path / "missing.ipynb", {})
+    finally:
+        os.chdir(here)
