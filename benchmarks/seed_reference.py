@@ -95,7 +95,7 @@ def ns_seed(W, steps=5):
     """Newton-Schulz as the seed writes it: Frobenius normalisation, Y ← ½Y(3I − YᵀY)."""
     X = W.float()
     X = X / (X.norm() + 1e-8)
-    I = torch.eye(X.shape[1])
+    I = torch.eye(X.shape[1], device=X.device, dtype=X.dtype)
     for _ in range(steps):
         X = 0.5 * X @ (3.0 * I - X.T @ X)
     return X
