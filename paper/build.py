@@ -262,12 +262,33 @@ def run_times(sittings: Path = ROOT / "paper" / "results" / "sittings.jsonl",
     walls = [json.loads(p.read_text()).get("wall_time_s") for p in sorted(Path(store).glob("*/*.json"))]
     done = [v["seconds"] for v in notebooks.values()]
     machines = sorted({m for v in notebooks.values() for m in v["machines"]})
-    return {"notebooks": notebooks,
+    return {"notebooks": notebooks, "gpu": _gpu_part(entries, Path(store)),
             "total_seconds": sum(done) if done and all(v is not None for v in done) else None,
             "logged_seconds": sum(v["seconds_timed"] for v in notebooks.values()),
             "complete": [s for s, v in notebooks.items() if v["complete"]],
             "store": {"runs": len(walls), "train_seconds": round(sum(w or 0 for w in walls), 1)},
             "machine": "; ".join(machines) or None}
+
+
+def _gpu_part(entries: list[dict], store: Path) -> dict:
+    """The part of the paper profile made on a GPU: its sittings (time, new records), the stored runs
+    whose config names a CUDA device (steps trained) and the step-time benchmark on that device
+    (``paper/results/benchmarks/step_time_cuda*.json``: ms per step, lrdlib eager and the seed-style loop)."""
+    gpu = [e for e in entries if str(e.get("machine", "")).startswith("cuda")]
+    recs = [json.loads(p.read_text()) for p in sorted(store.glob("*/*.json"))]
+    recs = [r for r in recs if str(r.get("config", {}).get("device", "cpu")).startswith("cuda")]
+    bench = {}
+    for p in sorted((store.parent / "benchmarks").glob("step_time_cuda*.json")):
+        b = json.loads(p.read_text())
+        for row in b["rows"]:
+            if row["mode"] == "eager":
+                bench[row["method"]] = {"lrdlib_ms": row["lrdlib_ms"], "reference_ms": row["reference_ms"],
+                                        "ratio": row["ratio"], "device": b["device_name"], "torch": b["torch"]}
+    secs = sum(e.get("seconds") or 0.0 for e in gpu)
+    steps = int(sum(r.get("steps_run") or 0 for r in recs))
+    return {"sittings": len(gpu), "seconds": secs, "new_records": sum(e.get("new_records") or 0 for e in gpu),
+            "machines": sorted({e["machine"] for e in gpu}), "runs": len(recs), "steps": steps,
+            "steps_per_second": steps / secs if secs else None, "step_time": bench}
 
 
 def write_run_times(out: Path) -> dict:

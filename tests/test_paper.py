@@ -271,6 +271,26 @@ def test_run_times_from_the_sittings_log_and_the_store(tmp_path):
     assert t["logged_seconds"] == 6360.0
     assert t["complete"] == ["01_scale_invariance", "03_grokking_mechanism"]
     assert t["store"] == {"runs": 2, "train_seconds": 30.5} and t["machine"] == "cpu, 2 cores"
+    assert t["gpu"]["sittings"] == 0 and t["gpu"]["steps_per_second"] is None and t["gpu"]["step_time"] == {}
+
+
+def test_run_times_count_the_gpu_part_apart(tmp_path):
+    log, store = tmp_path / "sittings.jsonl", tmp_path / "runs"
+    rows = [{"notebook": "07_effective_learning_rate", "status": "deadline", "seconds": 100.0, "machine": "cpu, 2 cores"},
+            {"notebook": "07_effective_learning_rate", "status": "deadline", "seconds": 50.0, "new_records": 2,
+             "machine": "cuda, NVIDIA H100 80GB HBM3"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (store / "ab").mkdir(parents=True)
+    for i, (dev, steps) in enumerate([("cuda", 3000), ("cuda", 2000), ("cpu", 700)]):
+        (store / "ab" / f"ab{i}.json").write_text(json.dumps({"wall_time_s": 1.0, "steps_run": steps, "config": {"device": dev}}))
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "step_time_cuda_x.json").write_text(json.dumps({"device_name": "H100", "torch": "2.x", "rows": [
+        {"method": "LRD", "mode": "eager", "lrdlib_ms": 7.5, "reference_ms": 19.0, "ratio": 2.53},
+        {"method": "LRD", "mode": "compiled", "lrdlib_ms": 1.0, "reference_ms": 19.0, "ratio": 19.0}]}))
+    g = B.run_times(log, store)["gpu"]
+    assert g["sittings"] == 1 and g["seconds"] == 50.0 and g["new_records"] == 2 and g["machines"] == ["cuda, NVIDIA H100 80GB HBM3"]
+    assert g["runs"] == 2 and g["steps"] == 5000 and g["steps_per_second"] == 100.0
+    assert g["step_time"] == {"LRD": {"lrdlib_ms": 7.5, "reference_ms": 19.0, "ratio": 2.53, "device": "H100", "torch": "2.x"}}
 
 
 # ---------------------------------------------------------------- the repository's manuscript
