@@ -65,11 +65,25 @@ def records_cost(records) -> dict:
     are the same whether its runs were trained now or read back from the store): ``runs``,
     ``steps`` (steps trained, summed), ``train_seconds`` (the runs' own wall-clock times, summed;
     each run timed in its worker, so on a pool of k workers the sitting took about a k-th of it)
-    and ``devices``. Failed records (no history) count as runs with no steps."""
+    and ``devices`` (with ``by_device``: runs per device). Failed records (no history) count as runs
+    with no steps."""
+    from collections import Counter
+
     recs = list(records)
+    by = Counter(str(r["device"]) for r in recs if r.get("device"))
     return {"runs": len(recs), "steps": int(sum(r.get("steps_run") or 0 for r in recs)),
             "train_seconds": round(float(sum(r.get("wall_time_s") or 0.0 for r in recs)), 1),
-            "devices": sorted({str(r["device"]) for r in recs if r.get("device")})}
+            "devices": sorted(by), "by_device": dict(sorted(by.items()))}
+
+
+def devices_phrase(cost: dict) -> str:
+    """Where a chapter's runs were made, in words, from ``records_cost``: "all 40 on cpu" or
+    "13 on cpu, 19 on NVIDIA H100 80GB HBM3"."""
+    by = cost.get("by_device") or {}
+    if len(by) == 1:
+        (d, n), = by.items()
+        return f"all {n} on {d}"
+    return ", ".join(f"{n} on {d}" for d, n in by.items()) or "none trained"
 
 
 def estimate_seconds(cfg: RunConfig, s_per_step: float = DEFAULT_S_PER_STEP) -> float:

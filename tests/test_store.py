@@ -255,9 +255,14 @@ def test_records_cost_reads_the_records_not_the_clock():
     recs = [{"steps_run": 4000, "wall_time_s": 200.04, "device": "cpu"},
             {"steps_run": 1500, "wall_time_s": 80.0, "device": "NVIDIA H100"},
             {"status": "failed", "config": {}}]
-    assert records_cost(recs) == {"runs": 3, "steps": 5500, "train_seconds": 280.0, "devices": ["NVIDIA H100", "cpu"]}
-    assert records_cost(iter(recs[:1])) == {"runs": 1, "steps": 4000, "train_seconds": 200.0, "devices": ["cpu"]}
-    assert records_cost([]) == {"runs": 0, "steps": 0, "train_seconds": 0.0, "devices": []}
+    both = records_cost(recs)
+    assert both == {"runs": 3, "steps": 5500, "train_seconds": 280.0, "devices": ["NVIDIA H100", "cpu"],
+                    "by_device": {"NVIDIA H100": 1, "cpu": 1}}
+    one = records_cost(iter(recs[:1]))
+    assert one == {"runs": 1, "steps": 4000, "train_seconds": 200.0, "devices": ["cpu"], "by_device": {"cpu": 1}}
+    assert records_cost([]) == {"runs": 0, "steps": 0, "train_seconds": 0.0, "devices": [], "by_device": {}}
+    assert chunks.devices_phrase(both) == "1 on NVIDIA H100, 1 on cpu"
+    assert chunks.devices_phrase(one) == "all 1 on cpu" and chunks.devices_phrase(records_cost([])) == "none trained"
 
 
 # --------------------------------------------------------------------------- records made on another device
