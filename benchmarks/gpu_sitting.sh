@@ -8,7 +8,7 @@
 #   1. what the machine is (torch, GPU);
 #   2. benchmarks/step_time.py on the GPU (eager; the seed-style reference loop in the same run);
 #   3. determinism on the GPU: one short run trained twice in one process, histories compared;
-#   4. the sitting: runs start while they can end inside SECONDS (at $LRD_S_PER_STEP, default
+#   4. the sitting (SKIP_CHECKS=1: this alone): runs start while they can end inside SECONDS (at $LRD_S_PER_STEP, default
 #      0.01 s per step per worker), the rest is killed at the end; every finished record is kept.
 # Everything the sitting added under paper/results goes to $OUT/results.tar.gz (unpack it in the
 # checkout: `tar xzf results.tar.gz`), with $OUT/sitting.log and $OUT/step_time_cuda.json; the
@@ -27,6 +27,7 @@ left() { echo $((SECONDS_TOTAL - ($(date +%s) - T0))); }
 echo "== machine"
 python3 -c "import torch, sys, os; print('torch', torch.__version__, '| cuda', torch.version.cuda, '|', torch.cuda.get_device_name(0), '| python', sys.version.split()[0], '| cores', os.cpu_count())"
 
+if [ -z "${SKIP_CHECKS:-}" ]; then   # SKIP_CHECKS=1: the sitting alone (steps 2 and 3 made already)
 echo "== step time on the GPU (eager; reference in the same run)"
 timeout 100 python3 benchmarks/step_time.py --device cuda --modes eager --repeats 3 --steps 100 \
   --out "$OUT/step_time_cuda.json" 2>&1 | tail -12
@@ -41,6 +42,7 @@ same = all(a["history"][k] == b["history"][k] for k in a["history"])
 diff = max(abs(x - y) for k in ("train_loss", "val_loss") for x, y in zip(a["history"][k], b["history"][k]))
 print(f"identical histories: {same} (max |Δ loss| {diff:.3g}); {a['ms_per_step']:.2f} ms per step alone")
 EOF
+fi
 
 echo "== the sitting: notebook $NB, $WORKERS workers, $(left) s left"
 HOURS=$(python3 -c "print(max(0.001, ($(left) - 25) / 3600))")
