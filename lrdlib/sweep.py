@@ -103,6 +103,18 @@ def pool_size(device: str = "cpu") -> int:
     return 1 if device.startswith("cuda") else max(1, os.cpu_count() or 1)
 
 
+def worker_threads(workers: int) -> int:
+    """Torch threads per pool worker: ``$LRD_THREADS`` if set, else cores // workers (at least 1).
+    Set it to 1 when two sittings share the cores (e.g. ``LRD_WORKERS=1 LRD_THREADS=1`` beside a
+    two-worker sitting), so that no worker's threads wait on each other for a busy core."""
+    env = os.environ.get("LRD_THREADS")
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"$LRD_THREADS={env!r}: expected a positive whole number of torch threads per worker, e.g. 1")
+        return int(env)
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=_exit_with_parent, initargs=(os.getpid(),))
@@ -136,8 +148,9 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
 
     labels: an optional ``arm`` label per config (a column of the table).
     executor: None (in-process), "process" (local pool of ``workers``, default ``pool_size()``:
-        ``$LRD_WORKERS`` or one per core, each with cores/workers torch threads), or any object with ``submit(fn, *args)``
-        returning a future/job with ``.result()`` (submitit included).
+        ``$LRD_WORKERS`` or one per core, each with ``worker_threads(workers)`` torch threads:
+        ``$LRD_THREADS`` or cores/workers), or any object with ``submit(fn, *args)`` returning a
+        future/job with ``.result()`` (submitit included).
     return_records: also return the list of full records (same order; ``failed`` records hold
         the config and the error only).
 
@@ -226,7 +239,7 @@ def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: R
     then trained each in a pool of its own (``workers`` at a time), so a run that kills its
     worker again fails alone and its neighbours finish; the runs not yet started go on in a new pool."""
     n = workers or pool_size()
-    threads = max(1, (os.cpu_count() or 1) // n)
+    threads = worker_threads(n)
     spec = cache.spec()
     queue = list(todo)
     broken: list[int] = []

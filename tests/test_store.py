@@ -328,6 +328,20 @@ def test_pool_size(monkeypatch):
             pool_size()
 
 
+def test_worker_threads(monkeypatch):
+    from lrdlib.sweep import worker_threads
+
+    monkeypatch.delenv("LRD_THREADS", raising=False)
+    assert worker_threads(1) == max(1, os.cpu_count() or 1)
+    assert worker_threads(10 ** 6) == 1
+    monkeypatch.setenv("LRD_THREADS", "1")
+    assert worker_threads(1) == 1
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("LRD_THREADS", bad)
+        with pytest.raises(ValueError, match=f"LRD_THREADS={bad!r}"):
+            worker_threads(2)
+
+
 def test_execute_plain_runs_code_cells_with_the_parameters_injected(tmp_path):
     nb = {"cells": [
         {"cell_type": "markdown", "metadata": {}, "source": ["# title"]},
