@@ -245,7 +245,7 @@ def test_sittings_log_sums_per_notebook_and_a_missing_time_stays_unknown(tmp_pat
     assert t["04_y"]["seconds"] == 7.0 and not t["04_y"]["complete"]
     assert t["05_z"]["seconds"] is None and t["05_z"]["complete"]     # complete, but one sitting was not timed
     assert t["05_z"]["seconds_timed"] == 0.0
-    assert chunks.machine("cpu").startswith("cpu, ")
+    assert chunks.machine("cpu").startswith(f"cpu, {os.cpu_count()} cores")
 
 
 def test_records_cost_reads_the_records_not_the_clock():
@@ -326,6 +326,17 @@ def test_pool_size(monkeypatch):
         monkeypatch.setenv("LRD_WORKERS", bad)
         with pytest.raises(ValueError, match=f"LRD_WORKERS={bad!r}"):
             pool_size()
+
+
+def test_cpu_name(tmp_path):
+    from lrdlib.chunks import cpu_name
+
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
+    assert cpu_name(f) == "AMD EPYC 7B13"
+    f.write_text("processor\t: 0\nmodel name\t: \n")
+    assert cpu_name(f) is None
+    assert cpu_name(tmp_path / "absent") is None
 
 
 def test_worker_threads(monkeypatch):
