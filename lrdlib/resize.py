@@ -29,7 +29,14 @@ RESIZE_TAG = "resize1"   # the cache tag of the measures (change it when they ch
 @torch.no_grad()
 def loss_acc(model: torch.nn.Module, params: dict, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a whole set with ``params`` (name → tensor) in place of
-    the model's own parameters of those names (the model is not modified)."""
+    the model's own parameters of those names (the model is not modified).
+
+    Each stand-in carries its parameter's ``requires_grad`` flag: ATen's ``matmul`` chooses its
+    kernel by that flag even under ``no_grad`` (it folds a batched input into one ``mm`` or not),
+    and on some CPUs the two kernels round differently, so without it the loss with W₂ differs from
+    ``evaluate`` on the same weights by ~1e-7."""
+    own = dict(model.named_parameters())
+    params = {n: t.detach().clone().requires_grad_(own[n].requires_grad) if n in own else t for n, t in params.items()}
     loss, correct = 0.0, 0
     for i in range(0, len(y), chunk):
         logits = functional_call(model, params, (x[i:i + chunk],))
