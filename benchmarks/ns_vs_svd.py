@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from lrdlib.machine import processor
 from lrdlib.newton_schulz import newton_schulz
 
 DEFAULT_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
@@ -50,16 +50,8 @@ def _sync(device: str) -> None:
 
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    name = platform.processor() or platform.machine() or "cpu"
-    try:  # a readable CPU model name where Linux provides one
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({torch.get_num_threads()} threads)"
+        return processor(device)
+    return f"{processor(device) or 'cpu'} ({torch.get_num_threads()} threads)"
 
 
 def time_call(fn, W: torch.Tensor, repeats: int, warmup: bool, device: str) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import lrdlib.optim as optim_mod
 from lrdlib import seed_config
 from lrdlib.data import make_split
 from lrdlib.decay import apply_decay, make_decay
+from lrdlib.machine import processor
 from lrdlib.model import build_model
 from lrdlib.optim import OptimConfig, build_optimizers, split_targets
 from lrdlib.training import BatchSampler, train_step
@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {a.device}: CUDA is not available on this machine")
-    dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
+    dev_name = processor(a.device) or "cpu"
     print(f"device: {a.device} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     runs = {arm: [] for arm in ARMS}
     for _ in range(a.repeats):  # interleaved repeats

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ from seed_reference import RefTransformer, load_from_lrdlib, reference_batches, 
 from lrdlib import seed_config  # noqa: E402
 from lrdlib.data import make_split  # noqa: E402
 from lrdlib.decay import make_decay  # noqa: E402
+from lrdlib.machine import processor  # noqa: E402
 from lrdlib.model import build_model, compile_model  # noqa: E402
 from lrdlib.optim import build_optimizers, split_targets  # noqa: E402
 from lrdlib.training import BatchSampler, train_step  # noqa: E402
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error(f"--device {a.device}: CUDA is not available on this machine")
     methods = a.methods.split(",")
-    dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
+    dev_name = processor(a.device) or "cpu"
     print(f"device: {a.device} ({dev_name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
     modes = a.modes.split(",")
     bad = [x for x in modes if x not in ("eager", "compiled")]

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -69,6 +68,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from lrdlib import seed_config  # noqa: E402
 from lrdlib.cache import RunCache  # noqa: E402
 from lrdlib.data import make_split  # noqa: E402
+from lrdlib.machine import processor  # noqa: E402
 from lrdlib.model import build_model  # noqa: E402
 from lrdlib.sweep import run_sweep  # noqa: E402
 
@@ -197,7 +197,7 @@ def main(argv=None) -> dict:
     steps = a.steps or GRIDS[a.grid]["steps"]
     runs = grid_runs(a.grid, steps)
     configs = lrdlib_configs(runs, steps, a.device, a.compile)
-    dev_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else (platform.processor() or "cpu")
+    dev_name = processor(a.device) or "cpu"
     print(f"device: {a.device} ({dev_name}), {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}; grid {a.grid}: {len(runs)} runs, budget {steps} steps, "
           f"evaluation every {SEED_EVAL_EVERY} steps, early stop (val acc ≥ 0.99 twice)"

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .config import RunConfig
+from .machine import machine
 
 # Seconds per training step of one run in a process-pool worker on the 2-core reference machine
 # (one thread per worker; measured 2026-11: 45-50 ms with evaluations every 100 steps). Used only
@@ -118,27 +119,6 @@ def note_missing(configs: Sequence[RunConfig], s_per_step: float) -> str:
 
 
 # ---------------------------------------------------------------- the sittings log: what the paper profile cost
-def machine(device: str = "cpu") -> str:
-    """The machine a sitting ran on, in words: ``"cpu, 2 cores (AMD EPYC)"`` (the processor's name
-    when ``/proc/cpuinfo`` gives it: machines of the same core count differ in speed) or the CUDA
-    device's name."""
-    if device.startswith("cuda"):
-        import torch
-
-        return f"{device}, {torch.cuda.get_device_name(torch.device(device))}"
-    name = cpu_name()
-    return f"cpu, {os.cpu_count()} cores" + (f" ({name})" if name else "")
-
-
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
-    """The processor's model name from ``cpuinfo`` (Linux), or None where there is none."""
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
-        return None
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name") and ":" in ln), None) or None
-
-
 def log_sitting(path: Path, entry: dict) -> None:
     """Append one notebook's part of a sitting to the JSON-lines log ``path`` (committed with the store)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -130,7 +130,8 @@ class ResultStore:
     type (``cpu`` / ``cuda``): the initialisation, the split and the batch order are drawn on the
     CPU whatever the device, so the two histories differ by rounding alone and seeds stay paired
     across methods. The record says which device made it (``record["device"]``, the config's
-    ``device``); ``lrdlib.chunks.records_cost`` lists the devices of a chapter's runs."""
+    ``device``; ``record["processor"]`` the CPU model or GPU that computed it, see ``lrdlib.machine``);
+    ``lrdlib.chunks.records_cost`` lists the devices of a chapter's runs."""
 
     DEVICE_TYPES = ("cpu", "cuda")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from .cache import RunCache, strict_json
 from .config import RunConfig
 from .data import Split, commutativity_ceiling, make_split
 from .decay import apply_decay, make_decay
+from .machine import processor
 from .model import Transformer, build_model, compile_model
 from .optim import build_optimizers, split_targets
 from .polar_geometry import angle, radial_tangential_norms
@@ -313,7 +313,8 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
         "commutativity_ceiling": commutativity_ceiling(split) if cfg.task.op in ("add", "mul") else None,
         "wall_time_s": wall,
         "ms_per_step": 1000 * wall / max(step, 1),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "processor": processor(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "history": hist,

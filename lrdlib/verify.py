@@ -6,6 +6,13 @@ runs chosen at random (the sample and its seed printed), each with the thread co
 with, compacts the new record as the store does, and reports per run whether every value of
 the history is equal, or the largest difference and the first step where they part.
 
+The histories are compared on the kind of processor that made them: every record names its
+``processor`` (``lrdlib.machine``), and ``verify`` samples among the runs made on this machine's
+processor (``any_processor=True``: among all). On another model of CPU the kernels round
+differently and a replayed history parts from the stored one within a few hundred steps; that is
+a measurement of rounding sensitivity, not a failure of determinism, and the report says which
+processor made each run.
+
 To keep the check short, a run is replayed for its first ``max_steps`` steps only (rounded down
 to an evaluation step; 0: the whole run) and compared on the evaluations up to there. A run's
 budget only bounds its loop (no schedule depends on it), so the prefix of the replay is the
@@ -20,11 +27,22 @@ from collections.abc import Sequence
 HISTORY = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
+def history_grok(record: dict) -> int | None:
+    """Steps to grok from ``record``'s history as it stands (a prefix included), by its config's
+    threshold and hold: the same rule on both sides of a comparison of prefixes."""
+    from .training import steps_to_grok
+
+    cfg, h = record.get("config", {}), record["history"]
+    return steps_to_grok(h["step"], h["val_acc"], cfg.get("grok_threshold", 0.99), cfg.get("grok_hold", 0))
+
+
 def compare_histories(stored: dict, new: dict) -> dict:
-    """``{"equal": bool, "max_abs_diff", "first_step_differing", "steps_to_grok": (stored, new)}``."""
+    """``{"equal": bool, "max_abs_diff", "first_step_differing", "steps_to_grok": (stored, new)}``;
+    the steps to grok are those of the two histories as given (``history_grok``), so two prefixes
+    of the same length compare like for like."""
     a, b = stored["history"], new["history"]
     out = {"equal": a == b, "max_abs_diff": 0.0, "first_step_differing": None,
-           "steps_to_grok": (stored.get("steps_to_grok"), new.get("steps_to_grok"))}
+           "steps_to_grok": (history_grok(stored), history_grok(new))}
     if a["step"] != b["step"]:
         out["first_step_differing"] = next((x for x, y in zip(a["step"], b["step"]) if x != y),
                                            min(a["step"][-1], b["step"][-1]))
@@ -66,29 +84,63 @@ def prefix(record: dict, last_step: int) -> dict:
     return {**record, "history": {key: v[:k] for key, v in h.items()}}
 
 
-def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=None) -> list[dict]:
-    """Retrain ``n`` random stored runs (their first ``max_steps`` steps, in a fresh process) and
-    compare their histories; returns one row per run."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+def _made_here(record: dict) -> bool:
+    from .machine import processor
 
-    from .store import ResultStore, compact
+    return record.get("processor") is not None and record["processor"] == processor(record["config"].get("device", "cpu"))
 
-    store = store or ResultStore()
+
+def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_processor: bool = False) -> list[dict]:
+    """The records to replay: those of ``keys`` (in that order), or ``n`` drawn with ``seed`` among
+    the finished runs of a device type this machine has, made on this machine's processor (all of
+    them with ``any_processor``, or when none was made here); what was left out is printed."""
     import torch
 
-    here = {"cpu"} | ({"cuda"} if torch.cuda.is_available() else set())
     ok = [r for r in store.records() if r.get("status") == "ok"]
+    if keys:
+        by_key = {r["key"]: r for r in ok}
+        missing = [k for k in keys if k not in by_key]
+        if missing:
+            raise ValueError(f"keys {missing}: no finished run of that key in {store.root}")
+        return [by_key[k] for k in keys]
+    here = {"cpu"} | ({"cuda"} if torch.cuda.is_available() else set())
     recs = [r for r in ok if str(r["config"].get("device", "cpu")).split(":")[0] in here]
     if len(recs) < len(ok):
         print(f"verify: {len(ok) - len(recs)} stored runs were made on a device this machine lacks; sampling among the "
               f"other {len(recs)}")
     if not recs:
         raise ValueError(f"no stored run in {store.root}: nothing to verify (train some with `make paper-runs`)")
+    if not any_processor:
+        same = [r for r in recs if _made_here(r)]
+        from .machine import processor
+
+        if same:
+            print(f"verify: {len(recs) - len(same)} of them were made on another processor or before records named it; "
+                  f"sampling among the {len(same)} made on this one ({processor('cpu')}; --any-processor for all)")
+            recs = same
+        else:
+            print(f"verify: none of the {len(recs)} was made on this processor ({processor('cpu')}); sampling among all: "
+                  "on another processor the kernels round differently and histories can part within a few hundred steps")
+    return random.Random(seed).sample(sorted(recs, key=lambda r: r["key"]), min(n, len(recs)))
+
+
+def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=None,
+           keys: Sequence[str] | None = None, any_processor: bool = False) -> list[dict]:
+    """Retrain ``n`` random stored runs (their first ``max_steps`` steps, in a fresh process) and
+    compare their histories; returns one row per run. ``keys`` replays those runs instead;
+    ``any_processor`` samples among runs made on any processor (see the module docstring)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .machine import processor
+    from .store import ResultStore, compact
+
+    store = store or ResultStore()
     seed = int(time.time()) % 100_000 if seed is None else seed
-    sample = random.Random(seed).sample(sorted(recs, key=lambda r: r["key"]), min(n, len(recs)))
-    print(f"verify: {len(sample)} of {len(recs)} stored runs, each replayed for its first "
-          f"{max_steps if max_steps > 0 else 'all'} steps (sample seed {seed}; repeat with --seed {seed})")
+    sample = choose(store, n, seed, keys, any_processor)
+    how = "the runs asked for" if keys else f"{len(sample)} stored runs (sample seed {seed}; repeat with --seed {seed})"
+    print(f"verify: {how}, each replayed for its first {max_steps if max_steps > 0 else 'all'} steps, "
+          f"here on {processor('cpu')}")
     rows = []
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
         steps = [replay_steps(r, max_steps) for r in sample]
@@ -100,15 +152,17 @@ def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=Non
             cfg = r["config"]
             label = (f"{r['key']} ({cfg['optim']['kind']}, decay {cfg['decay']['kind']} {cfg['decay']['strength']:g}, "
                      f"wd {cfg['optim']['weight_decay']:g}, frac {cfg['task']['train_frac']:g}, seed {cfg['seed']}, "
-                     f"{k} of its {r['steps_run']} steps replayed, {r.get('threads') or 1} thread(s))")
+                     f"{k} of its {r['steps_run']} steps replayed, {r.get('threads') or 1} thread(s), "
+                     f"made on {r.get('processor') or 'an unrecorded processor'})")
             verdict = ("identical history" if c["equal"] else
                        f"DIFFERS: max |Δ| {c['max_abs_diff']:.3g}, first at step {c['first_step_differing']}, "
-                       f"steps to grok {c['steps_to_grok'][0]} stored vs {c['steps_to_grok'][1]} now")
+                       f"steps to grok within them {c['steps_to_grok'][0]} stored vs {c['steps_to_grok'][1]} now")
             print(f"  {label}: {verdict} [{time.time() - t0:.0f} s]", flush=True)
-            rows.append({"key": r["key"], **c})
-    same_device = {r.get("device") for r in sample}
-    print(f"{sum(x['equal'] for x in rows)}/{len(rows)} identical (stored on {', '.join(map(str, same_device))}; "
-          f"torch {sample[0].get('torch')}); differences are expected across devices, torch versions and thread counts")
+            rows.append({"key": r["key"], "made_here": _made_here(r), **c})
+    made = sorted({str(r.get("processor") or "unrecorded processors") for r in sample})
+    print(f"{sum(x['equal'] for x in rows)}/{len(rows)} identical (made on {', '.join(made)}; "
+          f"torch {sample[0].get('torch')}); differences are expected across processors, devices, torch versions "
+          "and thread counts")
     return rows
 
 
@@ -119,10 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=3)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=1000, help="replay this many steps of each run (0: all)")
+    ap.add_argument("--keys", nargs="+", default=None, help="replay these stored runs instead of a sample")
+    ap.add_argument("--any-processor", action="store_true",
+                    help="sample among runs made on any processor, not only on this machine's")
     a = ap.parse_args(argv)
     if a.n < 1:
         raise SystemExit(f"-n {a.n}: expected at least 1")
-    rows = verify(a.n, a.seed, a.max_steps)
+    rows = verify(a.n, a.seed, a.max_steps, keys=a.keys, any_processor=a.any_processor)
     return 0 if all(r["equal"] for r in rows) else 1
 
 

@@ -11,11 +11,12 @@ from lrdlib import chunks
 from lrdlib.cache import RunCache
 from lrdlib.config import RunConfig
 from lrdlib.data import TaskConfig
+from lrdlib.machine import processor
 from lrdlib.model import ModelConfig
 from lrdlib.store import ResultStore, compact, round_sig, thin_indices
 from lrdlib.sweep import run_sweep
 from lrdlib.training import run, steps_to_grok, train
-from lrdlib.verify import compare_histories, prefix, replay_steps, verify
+from lrdlib.verify import choose, compare_histories, prefix, replay_steps, verify
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -168,6 +169,20 @@ def test_compare_histories_exact_and_different(record):
     assert d["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
 
 
+def test_compare_histories_groks_by_one_rule_on_both_prefixes():
+    """A stored run that grokked late and its short replay: both prefixes are judged alike."""
+    def rec(acc, stored_grok=None):
+        n = len(acc)
+        h = {"step": [100 * i for i in range(n)], "val_acc": acc, **{k: [0.0] * n for k in ("train_loss", "train_acc", "val_loss")}}
+        return {"config": {"grok_threshold": 0.99, "grok_hold": 100}, "steps_to_grok": stored_grok, "history": h}
+
+    full = rec([0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0], stored_grok=400)       # the lasting grok: 400
+    short = prefix(full, 300)                                              # 1.0 at 200 did not last
+    assert compare_histories(full, full)["steps_to_grok"] == (400, 400)
+    assert compare_histories(short, short)["steps_to_grok"] == (None, None)   # not the full run's 400
+    assert compare_histories(short, rec([0.0, 1.0, 1.0, 1.0]))["steps_to_grok"] == (None, 100)
+
+
 def test_replay_steps_and_prefix(record):
     assert replay_steps(record, 0) == 40 and replay_steps(record, 1000) == 40
     assert replay_steps(record, 25) == 20 and replay_steps(record, 5) == 10    # down to an evaluation step, ≥ one interval
@@ -185,8 +200,36 @@ def test_verify_retrains_a_stored_run_identically(tmp_path):
     cache = _cache(tmp_path)
     train(BASE, cache=cache, progress=False)
     rows = verify(1, seed=0, store=cache.store)
-    assert rows[0]["equal"] and rows[0]["key"] == BASE.key()
+    assert rows[0]["equal"] and rows[0]["made_here"] and rows[0]["key"] == BASE.key()
     assert verify(1, seed=0, max_steps=20, store=cache.store)[0]["equal"]
+
+
+def test_verify_samples_the_runs_made_on_this_processor(tmp_path, capsys):
+    """A record made on another model of CPU (or before records named the processor) is replayed
+    only when asked for: its history may differ by rounding alone."""
+    cache = _cache(tmp_path)
+    cfgs = [BASE.replace(seed=s) for s in range(3)]
+    for c in cfgs:
+        train(c, cache=cache, progress=False)
+    store = cache.store
+    here = store._read(cfgs[0])
+    assert here["processor"] == processor("cpu")
+    for c, proc in ((cfgs[1], "Some Other CPU 9000"), (cfgs[2], None)):
+        rec = store._read(c)
+        rec.pop("processor")
+        if proc:
+            rec["processor"] = proc
+        store.path(c.key()).write_text(json.dumps(rec))
+    if processor("cpu") is not None:
+        assert [r["key"] for r in choose(store, 3, seed=0)] == [cfgs[0].key()]
+        assert "2 of them were made on another processor" in capsys.readouterr().out
+    assert {r["key"] for r in choose(store, 3, seed=0, any_processor=True)} == {c.key() for c in cfgs}
+    assert [r["key"] for r in choose(store, 3, 0, keys=[cfgs[2].key(), cfgs[1].key()])] == [cfgs[2].key(), cfgs[1].key()]
+    with pytest.raises(ValueError, match="keys \\['nope'\\]"):
+        choose(store, 1, 0, keys=["nope"])
+    row = verify(1, store=store, keys=[cfgs[1].key()], max_steps=10)[0]
+    assert row["equal"] and not row["made_here"]          # same machine really: the name was faked
+    assert "made on Some Other CPU 9000" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- grok_hold
@@ -326,17 +369,6 @@ def test_pool_size(monkeypatch):
         monkeypatch.setenv("LRD_WORKERS", bad)
         with pytest.raises(ValueError, match=f"LRD_WORKERS={bad!r}"):
             pool_size()
-
-
-def test_cpu_name(tmp_path):
-    from lrdlib.chunks import cpu_name
-
-    f = tmp_path / "cpuinfo"
-    f.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n")
-    assert cpu_name(f) == "AMD EPYC 7B13"
-    f.write_text("processor\t: 0\nmodel name\t: \n")
-    assert cpu_name(f) is None
-    assert cpu_name(tmp_path / "absent") is None
 
 
 def test_worker_threads(monkeypatch):
