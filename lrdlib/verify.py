@@ -20,9 +20,11 @@ prefix of the original run, value for value.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 HISTORY = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -84,6 +86,48 @@ def prefix(record: dict, last_step: int) -> dict:
     return {**record, "history": {key: v[:k] for key, v in h.items()}}
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def log_check(path: Path, entry: dict) -> None:
+    """Append one check to the JSON-lines log ``path`` (committed with the store, like the sittings
+    log): when, on which processor, the sample, and per run whether its history was identical."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def summarise_checks(entries: Sequence[dict]) -> dict:
+    """The log in numbers: ``checks``; for the runs replayed on the processor that made them
+    (``same``) and on another or an unrecorded one (``other``): ``replayed``, ``identical`` and the
+    range of ``first_step_differing`` of those that differed. A backfilled entry without per-run
+    rows gives its counts (``replayed``, ``identical``, ``made_here``)."""
+    out = {"checks": len(entries)}
+    for part in ("same", "other"):
+        out[part] = {"replayed": 0, "identical": 0, "first_step_differing": []}
+    for e in entries:
+        runs = e.get("runs")
+        if runs is None:
+            part = out["same" if e.get("made_here") else "other"]
+            part["replayed"] += e["replayed"]
+            part["identical"] += e["identical"]
+            continue
+        for r in runs:
+            part = out["same" if r["made_here"] else "other"]
+            part["replayed"] += 1
+            part["identical"] += bool(r["equal"])
+            if not r["equal"] and r["first_step_differing"] is not None:
+                part["first_step_differing"].append(r["first_step_differing"])
+    for part in ("same", "other"):
+        f = out[part].pop("first_step_differing")
+        out[part]["first_step_differing_min"] = min(f) if f else None
+        out[part]["first_step_differing_max"] = max(f) if f else None
+    return out
+
+
 def _made_here(record: dict) -> bool:
     from .machine import processor
 
@@ -125,10 +169,11 @@ def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_proc
 
 
 def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=None,
-           keys: Sequence[str] | None = None, any_processor: bool = False) -> list[dict]:
+           keys: Sequence[str] | None = None, any_processor: bool = False, log: Path | None = None) -> list[dict]:
     """Retrain ``n`` random stored runs (their first ``max_steps`` steps, in a fresh process) and
     compare their histories; returns one row per run. ``keys`` replays those runs instead;
-    ``any_processor`` samples among runs made on any processor (see the module docstring)."""
+    ``any_processor`` samples among runs made on any processor (see the module docstring); ``log``
+    (a JSON-lines file; ``make verify``: ``paper/results/verify.jsonl``, beside the store) gets one line for the check (``log_check``)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -159,6 +204,14 @@ def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=Non
                        f"steps to grok within them {c['steps_to_grok'][0]} stored vs {c['steps_to_grok'][1]} now")
             print(f"  {label}: {verdict} [{time.time() - t0:.0f} s]", flush=True)
             rows.append({"key": r["key"], "made_here": _made_here(r), **c})
+    if log is not None:
+        log_check(Path(log), {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "processor": processor("cpu"),
+                              "torch": torch_version(), "seed": None if keys else seed, "max_steps": max_steps,
+                              "asked": bool(keys), "any_processor": any_processor,
+                              "runs": [{"key": r["key"], "made_on": r.get("processor"), "made_here": x["made_here"],
+                                        "equal": x["equal"], "max_abs_diff": x["max_abs_diff"],
+                                        "first_step_differing": x["first_step_differing"],
+                                        "steps_to_grok": list(x["steps_to_grok"])} for r, x in zip(sample, rows)]})
     made = sorted({str(r.get("processor") or "unrecorded processors") for r in sample})
     print(f"{sum(x['equal'] for x in rows)}/{len(rows)} identical (made on {', '.join(made)}; "
           f"torch {sample[0].get('torch')}); differences are expected across processors, devices, torch versions "
@@ -176,10 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keys", nargs="+", default=None, help="replay these stored runs instead of a sample")
     ap.add_argument("--any-processor", action="store_true",
                     help="sample among runs made on any processor, not only on this machine's")
+    ap.add_argument("--log", default=None,
+                    help="append the check to this JSON-lines file ('-': none; default: verify.jsonl beside the store)")
     a = ap.parse_args(argv)
     if a.n < 1:
         raise SystemExit(f"-n {a.n}: expected at least 1")
-    rows = verify(a.n, a.seed, a.max_steps, keys=a.keys, any_processor=a.any_processor)
+    from .store import store_dir
+
+    rows = verify(a.n, a.seed, a.max_steps, keys=a.keys, any_processor=a.any_processor,
+                  log=None if a.log == "-" else Path(a.log) if a.log else store_dir().parent / "verify.jsonl")
     return 0 if all(r["equal"] for r in rows) else 1
 
 

@@ -267,7 +267,15 @@ def run_times(sittings: Path = ROOT / "paper" / "results" / "sittings.jsonl",
             "logged_seconds": sum(v["seconds_timed"] for v in notebooks.values()),
             "complete": [s for s, v in notebooks.items() if v["complete"]],
             "store": {"runs": len(walls), "train_seconds": round(sum(w or 0 for w in walls), 1)},
-            "machine": "; ".join(machines) or None}
+            "machine": "; ".join(machines) or None, "verify": _verify_part(Path(store).parent / "verify.jsonl")}
+
+
+def _verify_part(log: Path) -> dict:
+    """``make verify``'s committed log in numbers (``lrdlib.verify.summarise_checks``)."""
+    from lrdlib.verify import summarise_checks
+
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return summarise_checks(entries)
 
 
 def _gpu_part(entries: list[dict], store: Path) -> dict:

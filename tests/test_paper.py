@@ -272,6 +272,11 @@ def test_run_times_from_the_sittings_log_and_the_store(tmp_path):
     assert t["complete"] == ["01_scale_invariance", "03_grokking_mechanism"]
     assert t["store"] == {"runs": 2, "train_seconds": 30.5} and t["machine"] == "cpu, 2 cores"
     assert t["gpu"]["sittings"] == 0 and t["gpu"]["steps_per_second"] is None and t["gpu"]["step_time"] == {}
+    assert t["verify"]["checks"] == 0                      # no verify.jsonl beside the store
+    (tmp_path / "verify.jsonl").write_text(json.dumps({"runs": [{"made_here": False, "equal": False,
+                                                                 "first_step_differing": 300}]}) + "\n")
+    assert B.run_times(log, store)["verify"]["other"] == {"replayed": 1, "identical": 0, "first_step_differing_min": 300,
+                                                          "first_step_differing_max": 300}
 
 
 def test_run_times_count_the_gpu_part_apart(tmp_path):

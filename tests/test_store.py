@@ -16,7 +16,7 @@ from lrdlib.model import ModelConfig
 from lrdlib.store import ResultStore, compact, round_sig, thin_indices
 from lrdlib.sweep import run_sweep
 from lrdlib.training import run, steps_to_grok, train
-from lrdlib.verify import choose, compare_histories, prefix, replay_steps, verify
+from lrdlib.verify import choose, compare_histories, prefix, replay_steps, summarise_checks, verify
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -227,9 +227,27 @@ def test_verify_samples_the_runs_made_on_this_processor(tmp_path, capsys):
     assert [r["key"] for r in choose(store, 3, 0, keys=[cfgs[2].key(), cfgs[1].key()])] == [cfgs[2].key(), cfgs[1].key()]
     with pytest.raises(ValueError, match="keys \\['nope'\\]"):
         choose(store, 1, 0, keys=["nope"])
-    row = verify(1, store=store, keys=[cfgs[1].key()], max_steps=10)[0]
+    log = tmp_path / "verify.jsonl"
+    row = verify(1, store=store, keys=[cfgs[1].key()], max_steps=10, log=log)[0]
     assert row["equal"] and not row["made_here"]          # same machine really: the name was faked
     assert "made on Some Other CPU 9000" in capsys.readouterr().out
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["asked"] and entry["processor"] == processor("cpu") and entry["max_steps"] == 10
+    assert entry["runs"] == [{"key": cfgs[1].key(), "made_on": "Some Other CPU 9000", "made_here": False, "equal": True,
+                              "max_abs_diff": 0.0, "first_step_differing": None, "steps_to_grok": [None, None]}]
+
+
+def test_summarise_checks_counts_runs_by_where_they_were_made():
+    run = lambda here, eq, first=None: {"made_here": here, "equal": eq, "first_step_differing": first}  # noqa: E731
+    entries = [{"replayed": 3, "identical": 3, "made_here": True},                       # a backfilled check
+               {"runs": [run(True, True), run(False, False, 200), run(False, False, 100)]},
+               {"runs": [run(False, True), run(True, False, 700)]}]
+    assert summarise_checks(entries) == {
+        "checks": 3,
+        "same": {"replayed": 5, "identical": 4, "first_step_differing_min": 700, "first_step_differing_max": 700},
+        "other": {"replayed": 3, "identical": 1, "first_step_differing_min": 100, "first_step_differing_max": 200}}
+    assert summarise_checks([])["same"] == {"replayed": 0, "identical": 0, "first_step_differing_min": None,
+                                            "first_step_differing_max": None}
 
 
 # --------------------------------------------------------------------------- grok_hold
