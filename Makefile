@@ -8,7 +8,7 @@
 #                                  trains only what is missing; FRESH=1 retrains every run once
 #   make paper-runs HOURS=2        train the paper profile's missing runs for HOURS, stop cleanly, print what is left
 #                                  (NB="03 04" limits it to some notebooks)
-#   make verify                    retrain N=3 random committed runs, compare their histories with the store
+#   make verify                    retrain N=3 random committed runs made on this processor, compare their histories
 #   make reproduce PROFILE=paper DEVICE=cuda
 #   make notebook NB=03            execute one notebook (by number or file name; NB="07 08" for several)
 #   make lab                       JupyterLab on notebooks/ with the registered kernel
