@@ -25,7 +25,7 @@ from .machine import machine
 
 # Seconds per training step of one run in a process-pool worker on the 2-core reference machine
 # (one thread per worker; measured 2026-11: 45-50 ms with evaluations every 100 steps). Used only
-# when the store holds no measured records to estimate from.
+# when the store holds no runs made on this machine's processor to estimate from (``measured_here``).
 DEFAULT_S_PER_STEP = 0.05
 
 
@@ -44,9 +44,10 @@ def deadline() -> float | None:
         raise ValueError(f"$LRD_DEADLINE={v!r}: expected seconds since the epoch, e.g. {time.time() + 7200:.0f}") from None
 
 
-def seconds_per_step(records: Sequence[dict] = ()) -> float:
+def seconds_per_step(records: Sequence[dict] | None = None) -> float:
     """``$LRD_S_PER_STEP`` if set (another machine: a GPU sitting sets its own), else the median
-    measured seconds per step of ``records`` (finished ones), else the default."""
+    measured seconds per step of ``records`` (finished ones; default ``measured_here()``: the stored
+    runs made on this machine's processor), else the default."""
     env = os.environ.get("LRD_S_PER_STEP")
     if env:
         try:
@@ -56,9 +57,28 @@ def seconds_per_step(records: Sequence[dict] = ()) -> float:
         if not v > 0:
             raise ValueError(f"$LRD_S_PER_STEP={env!r}: expected a positive number of seconds, e.g. 0.005")
         return v
+    if records is None:
+        records = measured_here()
     vals = sorted(r["wall_time_s"] / r["steps_run"] for r in records
                   if r.get("status") != "failed" and r.get("steps_run") and r.get("wall_time_s"))
     return vals[len(vals) // 2] if vals else DEFAULT_S_PER_STEP
+
+
+def measured_here() -> list[dict]:
+    """The results store's CPU runs made on this machine's processor (``record["processor"]``):
+    their measured times say how fast this machine trains (processors of one core count differ
+    twofold). Empty when there are none, or no store (outside a checkout)."""
+    from .machine import processor
+    from .store import ResultStore
+
+    here = processor("cpu")
+    if here is None:
+        return []
+    try:
+        store = ResultStore()
+    except ValueError:
+        return []
+    return [r for r in store.records() if r.get("processor") == here and r.get("device") == "cpu"]
 
 
 def records_cost(records) -> dict:

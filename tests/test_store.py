@@ -373,7 +373,24 @@ def test_seconds_per_step_override(monkeypatch):
         with pytest.raises(ValueError, match=f"LRD_S_PER_STEP={bad!r}"):
             chunks.seconds_per_step()
     monkeypatch.delenv("LRD_S_PER_STEP")
-    assert chunks.seconds_per_step() == chunks.DEFAULT_S_PER_STEP
+    assert chunks.seconds_per_step() == chunks.DEFAULT_S_PER_STEP       # an empty store: the default
+
+
+def test_seconds_per_step_from_the_runs_made_on_this_processor(tmp_path):
+    store = ResultStore()
+    here = processor("cpu")
+    for i, (proc, wall) in enumerate([(here, 10.0), (here, 30.0), (here, 20.0), ("Another CPU", 1.0), ("Another CPU", 1.0)]):
+        cfg = BASE.replace(seed=i)
+        rec = {"key": cfg.key(), "config": cfg.to_dict(), "status": "ok", "steps_run": 100, "wall_time_s": wall,
+               "device": "cpu", "processor": proc}
+        store.path(cfg.key()).parent.mkdir(parents=True, exist_ok=True)
+        store.path(cfg.key()).write_text(json.dumps(rec))
+    if here is None:
+        assert chunks.measured_here() == [] and chunks.seconds_per_step() == chunks.DEFAULT_S_PER_STEP
+    else:
+        assert len(chunks.measured_here()) == 3
+        assert chunks.seconds_per_step() == 0.2                        # the median of this processor's runs
+    assert chunks.seconds_per_step([]) == chunks.DEFAULT_S_PER_STEP
 
 
 def test_pool_size(monkeypatch):
