@@ -9,8 +9,12 @@
 * When runs are left, the sweep appends ``{"notebook", "missing", "seconds"}`` to the ledger and
   raises ``DeadlineReached``; the notebook stops there, the next sitting resumes from the store.
 
-Without ``$LRD_DEADLINE`` none of this applies. ``$LRD_S_PER_STEP`` replaces the reference
-machine's seconds per step in the estimates (a GPU sitting: ``benchmarks/gpu_sitting.sh``).
+* Every run stored during the sitting is noted in the ledger too (``note_saved``: its key, steps
+  and time), so a sitting counts its own records even beside another sitting, and its estimates
+  use the speed measured in the sitting itself (``sitting_rate``) once a run has finished.
+
+Without ``$LRD_DEADLINE`` none of this applies. ``$LRD_S_PER_STEP`` replaces the measured seconds
+per step in the estimates (a GPU sitting: ``benchmarks/gpu_sitting.sh``).
 """
 from __future__ import annotations
 
@@ -44,10 +48,17 @@ def deadline() -> float | None:
         raise ValueError(f"$LRD_DEADLINE={v!r}: expected seconds since the epoch, e.g. {time.time() + 7200:.0f}") from None
 
 
-def seconds_per_step(records: Sequence[dict] | None = None) -> float:
-    """``$LRD_S_PER_STEP`` if set (another machine: a GPU sitting sets its own), else the median
-    measured seconds per step of ``records`` (finished ones; default ``measured_here()``: the stored
-    runs made on this machine's processor), else the default."""
+# Runs shorter than this (most of their time start-up and evaluation) do not set a sitting's rate.
+MIN_RATE_STEPS = 1000
+
+
+def seconds_per_step(records: Sequence[dict] | None = None, fallback: float | None = None) -> float:
+    """Seconds per training step of one run in a worker, for the estimates: ``$LRD_S_PER_STEP`` if
+    set (another machine: a GPU sitting sets its own); else, in a sitting, the rate measured in it
+    (``sitting_rate``); else ``fallback`` if given; else, with no ``records`` given, the rate the
+    last sitting on this machine measured (``logged_rate``); else the median measured seconds per
+    step of ``records`` (finished ones; default ``measured_here()``: the stored runs made on this
+    machine's processor); else the default."""
     env = os.environ.get("LRD_S_PER_STEP")
     if env:
         try:
@@ -57,11 +68,72 @@ def seconds_per_step(records: Sequence[dict] | None = None) -> float:
         if not v > 0:
             raise ValueError(f"$LRD_S_PER_STEP={env!r}: expected a positive number of seconds, e.g. 0.005")
         return v
+    if records is None and (rate := sitting_rate()) is not None:
+        return rate
+    if fallback is not None:
+        return fallback
+    if records is None and (rate := logged_rate()) is not None:
+        return rate
     if records is None:
         records = measured_here()
     vals = sorted(r["wall_time_s"] / r["steps_run"] for r in records
                   if r.get("status") != "failed" and r.get("steps_run") and r.get("wall_time_s"))
     return vals[len(vals) // 2] if vals else DEFAULT_S_PER_STEP
+
+
+def logged_rate(path: str | Path | None = None) -> float | None:
+    """The seconds per step measured by the last sitting on this machine (``machine("cpu")``) that
+    logged one in the sittings log (default: the results store's ``sittings.jsonl``), or None."""
+    if path is None:
+        from .store import ResultStore
+
+        try:
+            path = ResultStore().root.parent / "sittings.jsonl"
+        except ValueError:
+            return None
+    here = machine("cpu")
+    rates = [e["s_per_step"] for e in ledger_entries(path) if e.get("machine") == here and e.get("s_per_step")]
+    return float(rates[-1]) if rates else None
+
+
+def ledger_entries(path: str | Path | None = None) -> list[dict]:
+    """The entries of a JSON-lines log: a sitting's ledger (default ``$LRD_LEDGER``; none outside
+    a sitting) or the sittings log."""
+    path = path or os.environ.get("LRD_LEDGER")
+    if not path or not Path(path).exists():
+        return []
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue   # a line cut short by a kill
+    return out
+
+
+def note_saved(record: dict) -> None:
+    """In a sitting (``$LRD_LEDGER`` set), note a run just stored: its key, notebook, steps run and
+    wall time. Written by the process that trained it, in one short append."""
+    ledger = os.environ.get("LRD_LEDGER")
+    if not ledger:
+        return
+    entry = {"notebook": os.environ.get("LRD_NOTEBOOK", ""), "saved": record.get("key"),
+             "steps_run": record.get("steps_run"), "wall_time_s": record.get("wall_time_s"), "time": time.time()}
+    Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+    with open(ledger, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def sitting_rate(entries: Sequence[dict] | None = None, notebook: str | None = None) -> float | None:
+    """The seconds per step measured in this sitting: the upper quartile, over the runs it stored
+    with at least ``MIN_RATE_STEPS`` steps (of ``notebook``, if given), of wall time / steps; None
+    before the first. An upper quartile, not a median: the estimate decides whether a run may
+    start before the deadline, and an overrun loses the run."""
+    entries = ledger_entries() if entries is None else entries
+    vals = sorted(e["wall_time_s"] / e["steps_run"] for e in entries
+                  if e.get("saved") and (notebook is None or e.get("notebook") == notebook)
+                  and (e.get("steps_run") or 0) >= MIN_RATE_STEPS and e.get("wall_time_s"))
+    return vals[(3 * len(vals)) // 4] if vals else None
 
 
 def measured_here() -> list[dict]:
@@ -236,7 +308,6 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     status = {}
     for nb in nbs:
         t0 = time.time()
-        k0 = sum(1 for _ in store.root.glob("*/*.json"))
         out = root / "build" / "notebooks" / nb.name
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = ([sys.executable, "-m", "lrdlib.chunks", "--execute", str(nb), "--device", device] if plain else
@@ -247,14 +318,17 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
         tail = (done.stdout + done.stderr)[-3000:]
         status[nb.stem] = ("complete" if done.returncode == 0 else
                            "deadline" if "DeadlineReached" in tail else "error")
-        print(f"{nb.stem}: {status[nb.stem]} after {time.time() - t0:.0f} s", flush=True)
+        mine = [e for e in ledger_entries(ledger) if e.get("saved") and e.get("notebook") == nb.stem]
+        rate = sitting_rate(mine)
+        print(f"{nb.stem}: {status[nb.stem]} after {time.time() - t0:.0f} s, {len(mine)} new records"
+              + (f", {1000 * rate:.0f} ms per step per worker (upper quartile)" if rate else ""), flush=True)
         log_sitting(sittings, {"notebook": nb.stem, "status": status[nb.stem], "seconds": round(time.time() - t0, 1),
-                               "new_records": sum(1 for _ in store.root.glob("*/*.json")) - k0,
+                               "new_records": len(mine), "s_per_step": round(rate, 4) if rate else None,
                                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
                                "machine": machine(device), "load_avg_end": round(os.getloadavg()[0], 2)})
         if status[nb.stem] == "error":
             print("    " + tail[-1500:].replace("\n", "\n    "), flush=True)
-    left = [json.loads(line) for line in ledger.read_text().splitlines()] if ledger.exists() else []
+    left = [e for e in ledger_entries(ledger) if "missing" in e]
     n1 = sum(1 for _ in store.root.glob("*/*.json"))
     print(f"\nthis sitting: {time.time() - start:.0f} s, {n1 - n0} new records in {store.root} "
           f"({n1} in all, {store.size_bytes() / 1e6:.1f} MB)")

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .cache import atomic_write, remove_stale_temporaries, strict_json
+from .chunks import note_saved
 from .config import RunConfig
 from .paths import repo_root
 
@@ -173,6 +174,7 @@ class ResultStore:
         rec = compact(record)
         text = json.dumps(rec, allow_nan=False, separators=(",", ":"))
         atomic_write(self.path(cfg.key()), lambda t: Path(t).write_text(text + "\n"))
+        note_saved(rec)   # in a sitting: counted, and its speed measured, in the sitting's ledger
         return rec
 
     def records(self) -> Iterator[dict]:

@@ -245,9 +245,11 @@ def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: R
     broken: list[int] = []
 
     def start(ex, futs: dict) -> None:
+        # in a sitting, the speed measured in it so far replaces the estimate the sweep began with
+        rate = None if s_step is None else chunks.seconds_per_step(fallback=s_step)
         while queue and len(futs) < n:
             i = queue.pop(0)
-            if s_step is not None and not chunks.fits(configs[i], s_step):
+            if rate is not None and not chunks.fits(configs[i], rate):
                 continue   # does not fit before the deadline: left for the next sitting
             futs[ex.submit(_train_job, configs[i].to_dict(), spec, threads)] = i
 

@@ -11,7 +11,7 @@ from lrdlib import chunks
 from lrdlib.cache import RunCache
 from lrdlib.config import RunConfig
 from lrdlib.data import TaskConfig
-from lrdlib.machine import processor
+from lrdlib.machine import machine, processor
 from lrdlib.model import ModelConfig
 from lrdlib.store import ResultStore, compact, round_sig, thin_indices
 from lrdlib.sweep import run_sweep
@@ -128,7 +128,7 @@ def test_deadline_trains_only_what_fits_fastest_first(tmp_path, monkeypatch):
     monkeypatch.setenv("LRD_LEDGER", str(ledger))
     monkeypatch.setenv("LRD_NOTEBOOK", "99_test")
     # 1 s per step: a 40-step run does not fit in 20 s, a 10-step one does
-    monkeypatch.setattr(chunks, "seconds_per_step", lambda records=(): 1.0)
+    monkeypatch.setattr(chunks, "seconds_per_step", lambda *a, **k: 1.0)
     monkeypatch.setenv("LRD_DEADLINE", str(time.time() + 20))
     cache = _cache(tmp_path)
     long, short = BASE, BASE.replace(steps=10, seed=3)
@@ -391,6 +391,52 @@ def test_seconds_per_step_from_the_runs_made_on_this_processor(tmp_path):
         assert len(chunks.measured_here()) == 3
         assert chunks.seconds_per_step() == 0.2                        # the median of this processor's runs
     assert chunks.seconds_per_step([]) == chunks.DEFAULT_S_PER_STEP
+    # once a sitting on this machine has logged the rate it measured, the next one starts from that
+    log = ResultStore().root.parent / "sittings.jsonl"
+    chunks.log_sitting(log, {"notebook": "03_x", "machine": machine("cpu"), "s_per_step": 0.07})
+    chunks.log_sitting(log, {"notebook": "03_x", "machine": "cpu, 64 cores (Another CPU)", "s_per_step": 0.01})
+    chunks.log_sitting(log, {"notebook": "03_x", "machine": machine("cpu"), "s_per_step": None})
+    assert chunks.logged_rate() == 0.07 == chunks.seconds_per_step()
+    assert chunks.seconds_per_step([]) == chunks.DEFAULT_S_PER_STEP   # records given: those alone
+
+
+def test_a_sitting_notes_what_it_stores_and_measures_its_own_speed(tmp_path, monkeypatch, record):
+    ledger = tmp_path / "ledger.jsonl"
+    store = ResultStore()
+    cfg = BASE
+    rec = {**record, "steps_run": 2000, "wall_time_s": 100.0}
+    store.save(cfg, rec)                                   # outside a sitting: no ledger
+    assert not ledger.exists() and chunks.sitting_rate() is None
+    monkeypatch.setenv("LRD_LEDGER", str(ledger))
+    monkeypatch.setenv("LRD_NOTEBOOK", "99_test")
+    store.save(cfg, rec)
+    (e,) = chunks.ledger_entries()
+    assert e["saved"] == cfg.key() and e["notebook"] == "99_test" and e["steps_run"] == 2000
+    assert chunks.sitting_rate() == 0.05 and chunks.seconds_per_step() == 0.05 == chunks.seconds_per_step(fallback=1.0)
+    # the upper quartile of the sitting's runs of at least MIN_RATE_STEPS steps, of one notebook if asked
+    rows = [{"saved": "k", "notebook": nb, "steps_run": n, "wall_time_s": w}
+            for nb, n, w in [("a", 1000, 10.0), ("a", 1000, 20.0), ("a", 1000, 30.0), ("a", 1000, 40.0),
+                             ("a", 10, 100.0), ("b", 1000, 500.0)]]
+    assert chunks.sitting_rate(rows, "a") == 0.04 and chunks.sitting_rate(rows) == 0.04
+    assert chunks.sitting_rate(rows, "c") is None and chunks.sitting_rate([{"missing": 3, "seconds": 1.0}]) is None
+    with open(ledger, "a") as f:
+        f.write('{"saved": "cut sho')                      # a line cut short by a kill is skipped
+    assert len(chunks.ledger_entries()) == 1
+    monkeypatch.setenv("LRD_S_PER_STEP", "0.004")          # an explicit rate still wins
+    assert chunks.seconds_per_step() == 0.004
+
+
+def test_sweep_in_a_sitting_uses_the_speed_it_measures(tmp_path, monkeypatch):
+    """A pool sweep re-estimates before each start: once the sitting has measured 1 s per step (after
+    the first run), a second 40-step run no longer fits in the 30 s left, though it did at the
+    sweep's starting estimate (1 ms per step)."""
+    monkeypatch.setenv("LRD_DEADLINE", str(time.time() + 30))
+    monkeypatch.setattr(chunks, "measured_here", lambda: [{"status": "ok", "steps_run": 1000, "wall_time_s": 1.0}])
+    cache = _cache(tmp_path)
+    monkeypatch.setattr(chunks, "sitting_rate", lambda *a, **k: 1.0 if cache.store.path(BASE.key()).exists() else None)
+    with pytest.raises(chunks.DeadlineReached, match="1 runs of this sweep are still missing"):
+        run_sweep([BASE, BASE.replace(seed=1)], cache=cache, executor="process", workers=1, progress=False)
+    assert cache.load(BASE) is not None and cache.load(BASE.replace(seed=1)) is None
 
 
 def test_pool_size(monkeypatch):
