@@ -46,7 +46,8 @@ fi
 
 echo "== the sitting: notebook $NB, $WORKERS workers, $(left) s left"
 HOURS=$(python3 -c "print(max(0.001, ($(left) - 25) / 3600))")
-LRD_WORKERS=$WORKERS LRD_S_PER_STEP=${LRD_S_PER_STEP:-0.01} timeout $(( $(left) - 20 )) \
+# LRD_SUSPEND=0: no run is suspended at the deadline (lrdlib.suspend): its state would stay on this machine
+LRD_SUSPEND=0 LRD_WORKERS=$WORKERS LRD_S_PER_STEP=${LRD_S_PER_STEP:-0.01} timeout $(( $(left) - 20 )) \
   python3 -m lrdlib.chunks --hours "$HOURS" --notebooks "$NB" --device cuda --plain 2>&1 | tee "$OUT/sitting.log" | tail -40
 echo "sitting ended after $(( $(date +%s) - T0 )) s of the call"
 

@@ -6,6 +6,7 @@ Modules, one idea each: ``data`` (modular arithmetic), ``model`` (the seed trans
 ``scale_invariance`` (per-parameter checks), ``decay`` (decoupled decays), ``optim`` (Luon,
 AdamW/Muon set-up), ``config`` (run configs and seed presets), ``training`` (the one training
 loop: ``train(cfg) -> record``), ``trajectory`` (snapshots of a run), ``cache`` (records on disk),
+``suspend`` (a run stopped at a deadline and resumed exactly),
 ``sweep`` (many runs), ``analysis``/``phase``/``verdicts`` (tables and claim verdicts),
 ``figures`` (the figure style), ``paths``, ``profiles``.
 

@@ -9,6 +9,10 @@
 * When runs are left, the sweep appends ``{"notebook", "missing", "seconds"}`` to the ledger and
   raises ``DeadlineReached``; the notebook stops there, the next sitting resumes from the store.
 
+* A run that can be suspended (``lrdlib.suspend``: most runs) starts whenever at least
+  ``MIN_SEGMENT_S`` are left, trains until the deadline, saves its state and is resumed, with the
+  same history, by the next sitting on this machine; suspended runs go first. So no worker idles
+  at the end of a sitting waiting for a whole run to fit.
 * Every run stored during the sitting is noted in the ledger too (``note_saved``: its key, steps
   and time), so a sitting counts its own records even beside another sitting, and its estimates
   use the speed measured in the sitting itself (``sitting_rate``) once a run has finished.
@@ -184,16 +188,34 @@ def estimate_seconds(cfg: RunConfig, s_per_step: float = DEFAULT_S_PER_STEP) -> 
     return cfg.steps * s_per_step
 
 
-def fastest_first(configs: Sequence[RunConfig], order: Sequence[int]) -> list[int]:
-    """``order`` (indices into ``configs``) sorted by budget, then by larger training fraction
+def fastest_first(configs: Sequence[RunConfig], order: Sequence[int], started: set[str] = frozenset()) -> list[int]:
+    """``order`` (indices into ``configs``) with the runs already ``started`` (keys of suspended
+    runs, ``lrdlib.suspend.started``) first, then sorted by budget, then by larger training fraction
     (with early stopping, runs that see more data grok, and stop, sooner); stable otherwise."""
-    return sorted(order, key=lambda i: (configs[i].steps, -configs[i].task.train_frac))
+    return sorted(order, key=lambda i: (configs[i].key() not in started, configs[i].steps, -configs[i].task.train_frac))
 
 
 def fits(cfg: RunConfig, s_per_step: float, now: float | None = None) -> bool:
-    """Whether ``cfg`` may start now: no deadline, or its estimate ends before it."""
+    """Whether ``cfg``'s whole budget fits before the deadline (or there is none)."""
     end = deadline()
     return end is None or (now or time.time()) + estimate_seconds(cfg, s_per_step) <= end
+
+
+# The least time before the deadline worth starting a resumable run for (its start-up, a first
+# interval and the save take seconds; a shorter segment would mostly be overhead).
+MIN_SEGMENT_S = 300.0
+
+
+def may_start(cfg: RunConfig, s_per_step: float, now: float | None = None, resumable: bool | None = None) -> bool:
+    """Whether ``cfg`` may start now: its whole budget fits, or it can be suspended at the deadline
+    (``resumable``; default ``lrdlib.suspend.resumable(cfg)``) and ``MIN_SEGMENT_S`` are left."""
+    if fits(cfg, s_per_step, now):
+        return True
+    if resumable is None:
+        from .suspend import resumable as can
+
+        resumable = can(cfg)
+    return resumable and (now or time.time()) + MIN_SEGMENT_S <= deadline()
 
 
 def note_missing(configs: Sequence[RunConfig], s_per_step: float) -> str:
@@ -317,7 +339,7 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
                               capture_output=True, text=True)
         tail = (done.stdout + done.stderr)[-3000:]
         status[nb.stem] = ("complete" if done.returncode == 0 else
-                           "deadline" if "DeadlineReached" in tail else "error")
+                           "deadline" if "DeadlineReached" in tail or "Suspended" in tail else "error")
         mine = [e for e in ledger_entries(ledger) if e.get("saved") and e.get("notebook") == nb.stem]
         rate = sitting_rate(mine)
         print(f"{nb.stem}: {status[nb.stem]} after {time.time() - t0:.0f} s, {len(mine)} new records"

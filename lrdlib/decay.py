@@ -80,6 +80,10 @@ class Decay:
     """Base class. Subclasses implement ``apply(W, step) -> W_new`` on a (K, m, n) stack."""
 
     kind: ClassVar[str] = ""
+    # Whether a run with this decay can be suspended and resumed exactly (``lrdlib.suspend``): true
+    # when ``apply`` depends on W and the step alone. A decay that keeps state between calls sets
+    # it to False (or the state would be lost at the suspension).
+    resumable: ClassVar[bool] = True
 
     def __init__(self, cfg: DecayConfig):
         self.cfg = cfg
@@ -119,8 +123,18 @@ def available_decays() -> list[str]:
     return ["none", *sorted(_REGISTRY)]
 
 
+def decay_class(kind: str) -> type[Decay] | None:
+    """The class registered for ``kind`` (None for ``"none"``)."""
+    if kind == "none":
+        return None
+    if kind not in _REGISTRY:
+        raise ValueError(f"decay kind={kind!r} is not registered; valid: {', '.join(available_decays())}")
+    return _REGISTRY[kind]
+
+
 def make_decay(cfg: DecayConfig) -> Decay | None:
-    return None if cfg.kind == "none" else _REGISTRY[cfg.kind](cfg)
+    cls = decay_class(cfg.kind)
+    return None if cls is None else cls(cfg)
 
 
 @register_decay("l2")
@@ -195,7 +209,10 @@ class FixedNormProjection(Decay):
 @register_decay("adaptive_lowrank")
 class AdaptiveLowRankProjection(Decay):
     """Project each matrix to the rank chosen by its own ``RankController`` (stable rank by
-    power iteration, EMA, hysteresis, safety factor, bounds). ``rank`` caps the rank."""
+    power iteration, EMA, hysteresis, safety factor, bounds). ``rank`` caps the rank.
+    Not resumable: the controllers' EMAs and the power iteration's generator live here."""
+
+    resumable = False
 
     def __init__(self, cfg: DecayConfig):
         super().__init__(cfg)

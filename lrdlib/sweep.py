@@ -15,8 +15,10 @@
   (every job writes its record into the shared cache folder, which must be on a file system
   the nodes share; the sweep also gets it back from the job).
 * With a chunk deadline (``lrdlib.chunks``: ``make paper-runs HOURS=2``), missing runs are
-  trained fastest-first and only while they fit before it; then ``DeadlineReached`` is raised
-  (inline executor and process pool; a submitit executor is not limited).
+  trained fastest-first (suspended ones first) and only while they may start
+  (``chunks.may_start``: they fit, or can be suspended at the deadline, ``lrdlib.suspend``); then
+  ``DeadlineReached`` is raised, the suspended runs counted among those left (inline executor and
+  process pool; a submitit executor is not limited).
 * The process pool: its workers exit when the sweep's process dies (a kernel restart), and a
   worker that dies (killed, out of memory) costs no other run: the runs it interrupted are
   retrained each in a process of its own, and only one whose worker dies again is ``failed``.
@@ -44,6 +46,7 @@ from . import chunks
 from .cache import RunCache
 from .config import RunConfig
 from .survival import lasting_grok
+from .suspend import Suspended, started
 from .training import train
 
 
@@ -76,6 +79,8 @@ def _train_job(cfg_dict: dict, cache_spec: dict, threads: int | None) -> dict:
     cfg = RunConfig.from_dict(cfg_dict)
     try:
         return train(cfg, cache=RunCache.from_spec(cache_spec), progress=False)
+    except Suspended as e:   # saved at the deadline: left for the next sitting, not failed
+        return {"key": cfg.key(), "status": "suspended", "step": e.step}
     except Exception as e:  # noqa: BLE001 - a failed run becomes a row, not a crashed sweep
         return _failed(cfg, e, traceback.format_exc())
 
@@ -176,7 +181,7 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     bar = tqdm(total=len(configs), initial=len(configs) - len(todo), desc="sweep", disable=not progress)
     limited = chunks.deadline() is not None and (executor in (None, "inline", "process"))
     if limited:
-        todo = chunks.fastest_first(configs, todo)
+        todo = chunks.fastest_first(configs, todo, started(cache.root, [configs[i] for i in todo]))
     s_step = chunks.seconds_per_step() if limited else chunks.DEFAULT_S_PER_STEP
     if executor == "process" and todo:
         _run_pool(todo, configs, records, cache, bar, workers, s_step if limited else None)
@@ -197,6 +202,9 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
 
 
 def _finish(records: list, i: int, rec: dict, bar: tqdm) -> None:
+    if rec.get("status") == "suspended":   # left for the next sitting: still missing
+        bar.write(f"run {rec['key']} suspended at step {rec['step']}")
+        return
     records[i] = rec
     bar.update(1)
     if rec["status"] == "failed":
@@ -216,7 +224,7 @@ def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: 
 
     if isinstance(ex, InlineExecutor):  # run and collect one at a time: the bar moves as runs finish
         for i in todo:
-            if s_step is None or chunks.fits(configs[i], s_step):
+            if s_step is None or chunks.may_start(configs[i], s_step):
                 collect(i, ex.submit(_train_job, configs[i].to_dict(), spec, None))
         return
     jobs = {i: ex.submit(_train_job, configs[i].to_dict(), spec, None) for i in todo}
@@ -232,7 +240,7 @@ def _run_executor(todo: list[int], configs: list[RunConfig], records: list, ex: 
 def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: RunCache, bar: tqdm,
               workers: int | None, s_step: float | None = None) -> None:
     """The local process pool, fed ``workers`` runs at a time in the order of ``todo`` (with a
-    chunk deadline, ``s_step``: a run starts only if it fits before it).
+    chunk deadline, ``s_step``: a run starts only if ``chunks.may_start``).
 
     A worker that dies breaks the pool and loses every run in flight (``concurrent.futures``
     ends the other workers). The runs that finished are kept; those the break interrupted are
@@ -249,8 +257,8 @@ def _run_pool(todo: list[int], configs: list[RunConfig], records: list, cache: R
         rate = None if s_step is None else chunks.seconds_per_step(fallback=s_step)
         while queue and len(futs) < n:
             i = queue.pop(0)
-            if rate is not None and not chunks.fits(configs[i], rate):
-                continue   # does not fit before the deadline: left for the next sitting
+            if rate is not None and not chunks.may_start(configs[i], rate):
+                continue   # may not start before the deadline: left for the next sitting
             futs[ex.submit(_train_job, configs[i].to_dict(), spec, threads)] = i
 
     while queue:

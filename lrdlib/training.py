@@ -14,6 +14,8 @@ Every ``eval_every`` steps (and at s = 0 and the last step) the record gets
     (``AngleMeter``; ``record["tangential"][matrix]["angle_step"]`` etc.).
 With ``cfg.compile``, full batches go through ``torch.compile`` (``lrdlib.model.compile_model``).
 A non-finite loss stops the run with ``status = "diverged"``; the caller gets the record.
+In a sitting, a run can be suspended at the deadline and resumed later with the same history
+(``lrdlib.suspend``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import spectral
+from . import spectral, suspend
 from .cache import RunCache, strict_json
 from .config import RunConfig
 from .data import Split, commutativity_ceiling, make_split
@@ -81,6 +83,15 @@ class BatchSampler:
         idx = self._perm[self._pos: self._pos + self.bs]
         self._pos += self.bs
         return idx
+
+    def state_dict(self) -> dict:
+        """The generator's state, this epoch's permutation and the position in it (``lrdlib.suspend``)."""
+        return {"gen": self.gen.get_state(), "perm": None if self._perm is None else self._perm.cpu(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self._perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self._pos = int(state["pos"])
 
 
 @torch.no_grad()
@@ -158,6 +169,13 @@ class AngleMeter:
         self.count = 0
         return out
 
+    def state_dict(self) -> dict:
+        return {"sum": {n: s.clone() for n, s in self.sum.items()}, "total": self.total.clone(), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sum = {n: s.clone() for n, s in state["sum"].items()}
+        self.total, self.count = state["total"].clone(), int(state["count"])
+
 
 def train_step(model: torch.nn.Module, opts: list, decay, targets: list[torch.Tensor],
                x: torch.Tensor, y: torch.Tensor, step: int, probe: Probe | None = None) -> torch.Tensor:
@@ -200,7 +218,9 @@ def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = Tr
 
     progress: show a tqdm bar with live accuracy; None = yes unless $TQDM_DISABLE is set.
     The cache folder is checked for writing before training, so a run is never trained only
-    to be lost.
+    to be lost. With the cache, a run suspended earlier (``lrdlib.suspend``) is resumed from its
+    saved state; in a sitting (``$LRD_DEADLINE``) a resumable run is suspended at the deadline
+    (``Suspended`` is raised) instead of being refused when its whole budget does not fit.
     """
     if progress is None:
         progress = not os.environ.get("TQDM_DISABLE")
@@ -210,21 +230,32 @@ def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = Tr
         if rec is not None:
             return rec
         cache.check_writable()
-    _check_deadline(cfg)
-    rec, state = run(cfg, progress=progress, desc=desc)
-    return cache.save(cfg, rec, state) if use_cache else rec
+    from .chunks import deadline
+
+    susp = None
+    if use_cache and suspend.resumable(cfg):
+        susp = suspend.Suspension(suspend.state_path(cache.root, cfg), deadline())
+    _check_deadline(cfg, resumable=susp is not None)
+    rec, state = run(cfg, progress=progress, desc=desc, suspension=susp)
+    rec = cache.save(cfg, rec, state) if use_cache else rec
+    if susp is not None:
+        susp.path.unlink(missing_ok=True)   # the record is saved: the suspended state is done with
+    return rec
 
 
-def _check_deadline(cfg: RunConfig) -> None:
-    """Raise ``DeadlineReached`` if a chunk's deadline (``lrdlib.chunks``) leaves no time for this run."""
-    from .chunks import DeadlineReached, fits, note_missing, seconds_per_step
+def _check_deadline(cfg: RunConfig, resumable: bool = False) -> None:
+    """Raise ``DeadlineReached`` if a chunk's deadline (``lrdlib.chunks``) leaves no time for this
+    run (``chunks.may_start``; a ``resumable`` run needs only a short segment)."""
+    from .chunks import DeadlineReached, may_start, note_missing, seconds_per_step
 
-    if not fits(cfg, seconds_per_step() / 2):   # in this process: all cores, about twice a pool worker's speed
+    # in this process: all cores, about twice a pool worker's speed
+    if not may_start(cfg, seconds_per_step() / 2, resumable=resumable):
         raise DeadlineReached(note_missing([cfg], seconds_per_step() / 2))
 
 
 def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, probe_every: int | None = None,
-        on_probe: Callable[[int, Probe], None] | None = None) -> tuple[dict, dict]:
+        on_probe: Callable[[int, Probe], None] | None = None,
+        suspension: suspend.Suspension | None = None) -> tuple[dict, dict]:
     """The training loop: (record, final state dict) of ``cfg``, uncached.
 
     probe_every, on_probe: a hook for analyses that need more than the record. Every
@@ -233,7 +264,14 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
     (``W1``) and after the decay (``W2``), and the model itself after the step (``probe.model``).
     The hook only reads: the trajectory is the same with or without it
     (``lrdlib.trajectory.snapshot_run`` and ``lrdlib.checkpoints`` use it).
+
+    suspension: resume from the state saved at ``suspension.path`` if there is a usable one, and,
+    at an evaluation step after which the next interval would end past ``suspension.deadline``,
+    save the state there and raise ``lrdlib.suspend.Suspended`` (``train`` passes one; see that
+    module). Not with ``probe_every`` (the hook's own results would not be saved).
     """
+    if suspension is not None and probe_every is not None:
+        raise ValueError("suspension and probe_every cannot be combined: a probe hook's results are not saved")
     if probe_every is not None and (not isinstance(probe_every, int) or probe_every < 1):
         raise ValueError(f"probe_every={probe_every!r} must be a positive integer or None")
     device = torch.device(cfg.device)
@@ -254,6 +292,36 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
     tang_steps: list[int] = []
     meter = AngleMeter(len(names))
     status, grok = "ok", None
+    step, wall0, resumed_at = 0, 0.0, []
+    saved = suspend.load(suspension.path, cfg, device) if suspension is not None else None
+    if saved is not None:   # go on from a suspended run's last evaluation (lrdlib.suspend)
+        model.load_state_dict(saved["model"])
+        for o, st in zip(opts, saved["opts"], strict=True):
+            o.load_state_dict(st)
+        sampler.load_state_dict(saved["sampler"])
+        meter.load_state_dict(saved["meter"])
+        hist.update(saved["hist"])
+        spectra.update(saved["spectra"])
+        tangential.update(saved["tangential"])
+        tang_steps.extend(saved["tang_steps"])
+        step, wall0, status, grok = saved["step"], saved["wall"], saved["status"], saved["grok"]
+        resumed_at = [*saved["resumed_at"], step]
+
+    def suspend_now(step: int, t_seg: float, seg_start: int) -> None:
+        """Save the whole state and raise ``Suspended`` if the next interval would end past the deadline."""
+        if suspension is None or suspension.deadline is None or step == seg_start:
+            return
+        spent = time.perf_counter() - t_seg
+        if not suspension.due(time.time(), spent / (step - seg_start), cfg.eval_every):
+            return
+        suspend.save(suspension.path, {
+            "key": cfg.key(), "where": suspend.where(device), "step": step, "wall": wall0 + spent,
+            "status": status, "grok": grok, "resumed_at": resumed_at,
+            "model": model.state_dict(), "opts": [o.state_dict() for o in opts],
+            "sampler": sampler.state_dict(), "meter": meter.state_dict(), "hist": hist,
+            "spectra": spectra, "tangential": tangential, "tang_steps": tang_steps})
+        pbar.close()
+        raise suspend.Suspended(cfg.key(), step, cfg.steps, suspension.path)
 
     def log_eval(step: int) -> bool:
         """Evaluate, append to the history; True if the run must stop."""
@@ -272,10 +340,10 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
         grok = steps_to_grok(hist["step"], hist["val_acc"], cfg.grok_threshold, cfg.grok_hold)
         return cfg.early_stop and grok_window_complete(hist["step"], grok, cfg.grok_hold)
 
-    pbar = tqdm(total=cfg.steps, disable=not progress, desc=desc or cfg.key()[:8], mininterval=0.5, leave=False)
-    t0 = time.perf_counter()
-    step = 0
-    stop = log_eval(0)
+    pbar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=desc or cfg.key()[:8], mininterval=0.5,
+                leave=False)
+    t0, seg_start = time.perf_counter(), step
+    stop = log_eval(0) if saved is None else False
     while not stop and step < cfg.steps:
         step += 1
         idx = sampler.next()
@@ -295,7 +363,9 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
             stop = log_eval(step)
             if not math.isfinite(loss.item()):
                 status, stop = "diverged", True
-    wall = time.perf_counter() - t0
+            if not stop and step < cfg.steps:
+                suspend_now(step, t0, seg_start)
+    wall = wall0 + time.perf_counter() - t0
     pbar.close()
 
     W = _stack(params).float()
@@ -324,6 +394,8 @@ def run(cfg: RunConfig, *, progress: bool = False, desc: str | None = None, prob
         "final_singular_values": dict(zip(names, sv)),
         "final_attention": final_attention(model, split.x_val) if status == "ok" else None,
     }
+    if resumed_at:
+        record["resumed_at"] = resumed_at   # suspended and resumed (lrdlib.suspend): the same history
     # strict-JSON round trip (NaN → null): the record returned now equals the one read back later.
     return json.loads(json.dumps(strict_json(record), allow_nan=False)), model.state_dict()
 
