@@ -80,7 +80,9 @@ def _train_job(cfg_dict: dict, cache_spec: dict, threads: int | None) -> dict:
     try:
         return train(cfg, cache=RunCache.from_spec(cache_spec), progress=False)
     except Suspended as e:   # saved at the deadline: left for the next sitting, not failed
-        return {"key": cfg.key(), "status": "suspended", "step": e.step}
+        return {"key": cfg.key(), "status": "left", "step": e.step}
+    except chunks.DeadlineReached:   # the deadline passed between the pool's check and this one
+        return {"key": cfg.key(), "status": "left", "step": 0}
     except Exception as e:  # noqa: BLE001 - a failed run becomes a row, not a crashed sweep
         return _failed(cfg, e, traceback.format_exc())
 
@@ -202,8 +204,9 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
 
 
 def _finish(records: list, i: int, rec: dict, bar: tqdm) -> None:
-    if rec.get("status") == "suspended":   # left for the next sitting: still missing
-        bar.write(f"run {rec['key']} suspended at step {rec['step']}")
+    if rec.get("status") == "left":   # suspended at the deadline, or not started: still missing
+        if rec["step"]:
+            bar.write(f"run {rec['key']} suspended at step {rec['step']}")
         return
     records[i] = rec
     bar.update(1)

@@ -138,3 +138,18 @@ def test_a_sitting_sweep_suspends_then_the_next_resumes_with_the_same_record(tmp
     table, (rec,) = run_sweep([cfg], cache=cache, progress=False, return_records=True)   # the next sitting
     assert rec["resumed_at"] == [10] and not suspend.started(cache.root, [cfg])
     _same(rec, train(cfg, use_cache=False, progress=False))
+
+
+def test_a_process_pool_worker_suspends_at_the_deadline_and_the_run_is_left_not_failed(tmp_path, monkeypatch):
+    """Through the process pool (a real deadline, no patching): the worker saves the state and the
+    sweep counts the run among those left."""
+    monkeypatch.setenv("LRD_LEDGER", str(tmp_path / "ledger.jsonl"))
+    monkeypatch.setenv("LRD_S_PER_STEP", "0.000001")                 # the pool starts it (its budget "fits")
+    monkeypatch.setenv("LRD_DEADLINE", str(time.time() + 15))        # ... and it cannot end by then
+    cache = RunCache(tmp_path / "cache")
+    cfg = ARMS["luon"].replace(steps=200_000)
+    with pytest.raises(chunks.DeadlineReached, match="1 runs of this sweep are still missing"):
+        run_sweep([cfg], cache=cache, executor="process", workers=1, progress=False)
+    assert suspend.started(cache.root, [cfg]) == {cfg.key()} and cache.load(cfg) is None
+    state = torch.load(suspend.state_path(cache.root, cfg), weights_only=True)
+    assert 0 < state["step"] < cfg.steps and state["step"] % cfg.eval_every == 0
