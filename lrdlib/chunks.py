@@ -218,11 +218,23 @@ def may_start(cfg: RunConfig, s_per_step: float, now: float | None = None, resum
     return resumable and (now or time.time()) + MIN_SEGMENT_S <= deadline()
 
 
-def note_missing(configs: Sequence[RunConfig], s_per_step: float) -> str:
-    """Append the runs left to ``$LRD_LEDGER`` (if set); return a one-line summary."""
+def budget_share(records: Sequence[dict | None]) -> float | None:
+    """The median share of its budget that a finished run of ``records`` trained (``steps_run`` /
+    ``config.steps``; early stops make it less than 1); None with no finished run."""
+    vals = sorted(r["steps_run"] / r["config"]["steps"] for r in records
+                  if r and r.get("status") in ("ok", "diverged") and r.get("steps_run") and r["config"].get("steps"))
+    return vals[len(vals) // 2] if vals else None
+
+
+def note_missing(configs: Sequence[RunConfig], s_per_step: float, share: float | None = None) -> str:
+    """Append the runs left to ``$LRD_LEDGER`` (if set); return a one-line summary. ``share``: the
+    median share of their budget that the sweep's finished runs trained (``budget_share``), for a
+    typical estimate beside the upper one (every run at its whole budget)."""
     secs = sum(estimate_seconds(c, s_per_step) for c in configs)
     entry = {"notebook": os.environ.get("LRD_NOTEBOOK", ""), "missing": len(configs), "seconds": secs,
              "steps": sum(c.steps for c in configs), "time": time.time()}
+    if share is not None:
+        entry["share"] = round(share, 3)
     ledger = os.environ.get("LRD_LEDGER")
     if ledger:
         Path(ledger).parent.mkdir(parents=True, exist_ok=True)
@@ -355,8 +367,10 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     print(f"\nthis sitting: {time.time() - start:.0f} s, {n1 - n0} new records in {store.root} "
           f"({n1} in all, {store.size_bytes() / 1e6:.1f} MB)")
     for e in left:
+        typical = (f"; about {e['share'] * e['seconds'] / 3600:.1f} h if they train the median share of their budget, "
+                   f"{e['share']:.2f}, that the sweep's finished runs trained" if e.get("share") is not None else "")
         print(f"  {e['notebook']}: at least {e['missing']} runs left in the sweep it stopped at "
-              f"({e['steps']} steps, at most {e['seconds'] / 3600:.1f} h)")
+              f"({e['steps']} steps, at most {e['seconds'] / 3600:.1f} h{typical})")
     if left:
         print(f"  at least {sum(e['seconds'] for e in left) / 3600:.1f} h left (upper estimate for the sweeps "
               "listed; later stages of a search appear once those finish)")

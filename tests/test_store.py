@@ -137,6 +137,15 @@ def test_deadline_trains_only_what_fits_fastest_first(tmp_path, monkeypatch):
     assert cache.load(short) is not None and cache.load(long) is None    # the short one trained
     entry = json.loads(ledger.read_text().splitlines()[-1])
     assert entry["notebook"] == "99_test" and entry["missing"] == 1 and entry["steps"] == 40
+    assert entry["share"] == 1.0    # the one finished run trained its whole budget (no early stop)
+
+
+def test_budget_share_is_the_median_share_of_finished_runs():
+    def rec(run, budget, status="ok"):
+        return {"status": status, "steps_run": run, "config": {"steps": budget}}
+    recs = [rec(500, 1000), rec(1000, 1000), None, rec(200, 1000), {"status": "failed", "config": {"steps": 9}},
+            rec(50, 1000, "left")]
+    assert chunks.budget_share(recs) == 0.5 and chunks.budget_share([None]) is None
 
 
 def test_deadline_in_the_past_stops_train_before_it_starts(tmp_path, monkeypatch):
