@@ -149,14 +149,14 @@ class RunCache:
         (``ResultStore.load``: the same seeds, rounded differently)."""
         if self.store is not None:
             rec = self.store.load(cfg, any_device=False)
-            if rec is not None and self._fresh(self.store.path(cfg.key())):
+            if rec is not None and self._fresh(self.store.file(cfg.key())):
                 return rec
         rec = self._load_local(cfg)
         if rec is not None and self.store is not None:
             return self.store.save(cfg, rec)   # trained before the store was attached: copy it in
         if rec is None and self.store is not None:
             other = self.store.load(cfg)
-            if other is not None and self._fresh(self.store.path(other["key"])):
+            if other is not None and self._fresh(self.store.file(other["key"])):
                 return other
         return rec
 

@@ -337,7 +337,7 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     ledger = root / "build" / "paper-runs" / f"ledger-{int(start)}.jsonl"
     env = {**os.environ, "LRD_DEADLINE": f"{start + 3600 * hours:.0f}", "LRD_LEDGER": str(ledger), "TQDM_DISABLE": "1"}
     store = ResultStore()
-    n0 = sum(1 for _ in store.root.glob("*/*.json"))
+    n0 = len(store.files())
     sittings = store.root.parent / "sittings.jsonl"
     status = {}
     for nb in nbs:
@@ -363,7 +363,7 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
         if status[nb.stem] == "error":
             print("    " + tail[-1500:].replace("\n", "\n    "), flush=True)
     left = [e for e in ledger_entries(ledger) if "missing" in e]
-    n1 = sum(1 for _ in store.root.glob("*/*.json"))
+    n1 = len(store.files())
     print(f"\nthis sitting: {time.time() - start:.0f} s, {n1 - n0} new records in {store.root} "
           f"({n1} in all, {store.size_bytes() / 1e6:.1f} MB)")
     for e in left:

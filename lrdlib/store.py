@@ -2,8 +2,11 @@
 profile survives the machine that trained it.
 
 A run cache (``lrdlib.cache.RunCache``) holds full records and final weights in the git-ignored
-build folder. The store holds, per run, one small JSON file ``<key[:2]>/<key>.json`` (one file per
-run: merge-friendly, sittings on several machines add files and never edit one):
+build folder. The store holds, per run, one small gzipped JSON file ``<key[:2]>/<key>.json.gz`` (one
+file per run: merge-friendly, sittings on several machines add files and never edit one; gzip with
+no timestamp, so a record always gives the same bytes, a third of the plain JSON's size: ``zcat``
+reads one; ``ResultStore.pack`` converts a store's plain ``<key>.json`` files of before, which are
+still read):
 
 * everything in the record except weights, with floats rounded to ``DIGITS`` significant digits
   (the training history: losses and accuracies) or ``FIGURE_DIGITS`` (spectra and angles, which
@@ -19,6 +22,7 @@ compaction: equal when the arithmetic is the same (same device type, same torch)
 """
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections.abc import Iterator
@@ -33,6 +37,7 @@ DIGITS = 7          # float32 carries 7.2 significant digits: the history is kep
 FIGURE_DIGITS = 4   # spectra, norms and angles: read by figures only
 MAX_POINTS = 40     # evaluations kept of the spectra and angle series
 _SERIES = ("spectra", "tangential")
+SUFFIX = ".json.gz"   # a stored record; ``.json`` (plain): the form before, still read
 
 
 def store_dir() -> Path:
@@ -47,6 +52,25 @@ def store_dir() -> Path:
         raise ValueError("the results store lives in a checkout of the repository (paper/results/runs); "
                          "run from inside one or set $LRD_STORE_DIR")
     return root / "paper" / "results" / "runs"
+
+
+def encode(record: dict) -> bytes:
+    """A record as the store writes it: strict compact JSON, gzipped with no name or timestamp
+    (the same record, the same bytes)."""
+    text = json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n"
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
+def read_file(path: Path) -> dict:
+    """A stored record from ``path`` (``.json.gz`` or a plain ``.json`` of before); raises
+    ``OSError`` or ``ValueError`` when the file is absent or not a record's JSON."""
+    data = Path(path).read_bytes()
+    if str(path).endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, gzip.BadGzipFile, OSError) as e:
+            raise ValueError(f"{path}: not a complete gzip file ({e})") from None
+    return json.loads(data)
 
 
 def round_sig(x, digits: int):
@@ -142,11 +166,20 @@ class ResultStore:
         remove_stale_temporaries(self.root)
 
     def path(self, key: str) -> Path:
+        """Where the record of ``key`` is written (``<key[:2]>/<key>.json.gz``)."""
+        return self.root / key[:2] / f"{key}{SUFFIX}"
+
+    def _plain(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
+
+    def file(self, key: str) -> Path:
+        """The file that holds ``key``'s record: ``path(key)``, or a plain ``.json`` of before."""
+        p = self.path(key)
+        return p if p.exists() or not self._plain(key).exists() else self._plain(key)
 
     def _read(self, cfg: RunConfig) -> dict | None:
         try:
-            rec = json.loads(self.path(cfg.key()).read_text())
+            rec = read_file(self.file(cfg.key()))
         except (OSError, ValueError):
             return None
         if not isinstance(rec, dict) or rec.get("key") != cfg.key() or rec.get("config") != json.loads(json.dumps(cfg.to_dict())):
@@ -172,18 +205,58 @@ class ResultStore:
     def save(self, cfg: RunConfig, record: dict) -> dict:
         """Store ``record`` (compacted) and return the stored form."""
         rec = compact(record)
-        text = json.dumps(rec, allow_nan=False, separators=(",", ":"))
-        atomic_write(self.path(cfg.key()), lambda t: Path(t).write_text(text + "\n"))
+        self.write(cfg.key(), rec)
         note_saved(rec)   # in a sitting: counted, and its speed measured, in the sitting's ledger
         return rec
 
+    def write(self, key: str, record: dict) -> None:
+        """Write ``record`` as it is (``save`` compacts first) to ``path(key)``, atomically; a plain
+        file of before for the same key is removed."""
+        data = encode(record)
+        atomic_write(self.path(key), lambda t: Path(t).write_bytes(data))
+        self._plain(key).unlink(missing_ok=True)
+
+    def files(self) -> list[Path]:
+        """Every record file, sorted (plain ``.json`` files of before included)."""
+        return sorted([*self.root.glob(f"*/*{SUFFIX}"), *self.root.glob("*/*.json")])
+
     def records(self) -> Iterator[dict]:
         """Every stored record (any order)."""
-        for p in sorted(self.root.glob("*/*.json")):
+        for p in self.files():
             try:
-                yield json.loads(p.read_text())
+                yield read_file(p)
             except (OSError, ValueError):
                 continue
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.root.glob("*/*.json"))
+        return sum(p.stat().st_size for p in self.files())
+
+    def pack(self) -> int:
+        """Rewrite every plain ``<key>.json`` record of before as ``<key>.json.gz`` (the same record);
+        returns how many. Unreadable files are left alone."""
+        n = 0
+        for p in sorted(self.root.glob("*/*.json")):
+            try:
+                rec = read_file(p)
+            except (OSError, ValueError):
+                continue
+            self.write(p.name[:-len(".json")], rec)
+            n += 1
+        return n
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="The committed results store (paper/results/runs).")
+    ap.add_argument("--pack", action="store_true", help="rewrite plain <key>.json records as <key>.json.gz")
+    a = ap.parse_args(argv)
+    store = ResultStore()
+    if a.pack:
+        print(f"packed {store.pack()} records in {store.root}")
+    print(f"{len(store.files())} records, {store.size_bytes() / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -259,7 +259,9 @@ def run_times(sittings: Path = ROOT / "paper" / "results" / "sittings.jsonl",
         t = per.get(stem, {"seconds": 0.0, "seconds_timed": 0.0, "sittings": 0, "new_records": 0, "complete": False,
                            "machines": []})
         notebooks[stem] = {**t, "seconds": t["seconds"] if t["complete"] else None}
-    walls = [json.loads(p.read_text()).get("wall_time_s") for p in sorted(Path(store).glob("*/*.json"))]
+    from lrdlib.store import ResultStore
+
+    walls = [r.get("wall_time_s") for r in ResultStore(store).records()]
     done = [v["seconds"] for v in notebooks.values()]
     machines = sorted({m for v in notebooks.values() for m in v["machines"]})
     return {"notebooks": notebooks, "gpu": _gpu_part(entries, Path(store)),
@@ -283,7 +285,9 @@ def _gpu_part(entries: list[dict], store: Path) -> dict:
     whose config names a CUDA device (steps trained) and the step-time benchmark on that device
     (``paper/results/benchmarks/step_time_cuda*.json``: ms per step, lrdlib eager and the seed-style loop)."""
     gpu = [e for e in entries if str(e.get("machine", "")).startswith("cuda")]
-    recs = [json.loads(p.read_text()) for p in sorted(store.glob("*/*.json"))]
+    from lrdlib.store import ResultStore
+
+    recs = list(ResultStore(store).records())
     recs = [r for r in recs if str(r.get("config", {}).get("device", "cpu")).startswith("cuda")]
     bench = {}
     for p in sorted((store.parent / "benchmarks").glob("step_time_cuda*.json")):

@@ -9,18 +9,26 @@ import pytest
 from lrdlib.config import RunConfig, seed_config
 from lrdlib.data import TaskConfig
 from lrdlib.model import ModelConfig
+from lrdlib.store import ResultStore, read_file
 
 RUNS = Path(__file__).resolve().parents[1] / "paper" / "results" / "runs"
-RECORDS = sorted(RUNS.glob("**/*.json"))
+RECORDS = ResultStore(RUNS).files()
 
 
-@pytest.mark.skipif(not RECORDS, reason="no committed records in paper/results/runs")
+def test_the_store_is_committed_packed():
+    """Every committed record is ``<key>.json.gz`` (``python -m lrdlib.store --pack`` converts plain
+    files of before), and there are records to check: the tests below do not pass on an empty store."""
+    assert RECORDS, "no committed records in paper/results/runs"
+    plain = [p.name for p in RECORDS if not p.name.endswith(".json.gz")]
+    assert not plain, f"{len(plain)} plain records: run `python -m lrdlib.store --pack` ({plain[:3]})"
+
+
 def test_committed_record_keys_recompute():
     bad = []
     for path in RECORDS:
-        rec = json.loads(path.read_text())
+        rec = read_file(path)
         cfg = RunConfig.from_dict(rec["config"])
-        if cfg.key() != rec["key"] or path.stem != rec["key"] or cfg.to_dict() != _plain(rec["config"]):
+        if cfg.key() != rec["key"] or path.name.split(".")[0] != rec["key"] or cfg.to_dict() != _plain(rec["config"]):
             bad.append(path.name)
     assert not bad, f"{len(bad)} of {len(RECORDS)} committed records no longer match their key: {bad[:5]}"
 
@@ -49,13 +57,11 @@ def test_recall_config_round_trips_and_needs_its_sequence_length():
 
 def test_every_stored_record_has_one_spectra_step_per_spectra_evaluation():
     """A compact record's spectra series are thinned: ``spectra_step`` must name each kept evaluation."""
-    import json
-    from pathlib import Path
 
     from lrdlib.store import spectra_steps
     bad = []
-    for f in sorted((Path(__file__).resolve().parents[1] / "paper" / "results" / "runs").glob("*/*.json")):
-        r = json.loads(f.read_text())
+    for f in RECORDS:
+        r = read_file(f)
         n = len(spectra_steps(r))
         if any(len(m["stable_rank"]) != n for m in (r.get("spectra") or {}).values()):
             bad.append(f.name)

@@ -13,7 +13,7 @@ from lrdlib.config import RunConfig
 from lrdlib.data import TaskConfig
 from lrdlib.machine import machine, processor
 from lrdlib.model import ModelConfig
-from lrdlib.store import ResultStore, compact, round_sig, thin_indices
+from lrdlib.store import ResultStore, compact, encode, read_file, round_sig, thin_indices
 from lrdlib.sweep import run_sweep
 from lrdlib.training import run, steps_to_grok, train
 from lrdlib.verify import choose, compare_histories, prefix, replay_steps, summarise_checks, verify
@@ -76,7 +76,7 @@ def test_stored_record_is_small(record):
 def test_trained_run_is_stored_and_returned_in_stored_form(tmp_path):
     cache = _cache(tmp_path)
     rec = train(BASE, cache=cache, progress=False)
-    stored = json.loads(cache.store.path(BASE.key()).read_text())
+    stored = read_file(cache.store.path(BASE.key()))
     assert rec == stored and rec["compact"]["digits"] == 7
     # a new machine: no build cache, only the committed store
     fresh = RunCache(tmp_path / "other-cache", store=ResultStore(tmp_path / "store"))
@@ -93,12 +93,32 @@ def test_run_in_build_cache_only_is_copied_into_the_store(tmp_path):
     assert rec == compact(full) and cache.store.path(BASE.key()).exists()
 
 
+def test_records_are_gzipped_byte_stable_and_plain_files_of_before_are_read_and_packed(tmp_path, record):
+    import gzip
+
+    store = ResultStore(tmp_path / "store")
+    rec = store.save(BASE, record)
+    path = store.path(BASE.key())
+    assert path.name == f"{BASE.key()}.json.gz" and path.read_bytes() == encode(rec) == encode(read_file(path))
+    assert json.loads(gzip.decompress(path.read_bytes())) == rec
+    assert path.stat().st_size < len(json.dumps(rec, separators=(",", ":"))) / 2
+    # a store written before: a plain <key>.json is read, listed, and packed into the same record
+    path.unlink()
+    plain = path.with_name(f"{BASE.key()}.json")
+    plain.write_text(json.dumps(rec, separators=(",", ":")))
+    assert store.load(BASE) == rec and store.files() == [plain] and list(store.records()) == [rec]
+    (plain.parent / "ff0000.json").write_text("{not json")            # left alone, not counted as packed
+    assert store.pack() == 1 and not plain.exists() and store.load(BASE) == rec
+    assert [p.name for p in store.files()] == [path.name, "ff0000.json"]
+    path.write_bytes(path.read_bytes()[:50])                          # a truncated file: no record
+    assert store.load(BASE) is None and list(store.records()) == []
+
+
 def test_store_ignores_a_record_of_another_config(tmp_path):
     cache = _cache(tmp_path)
     train(BASE, cache=cache, progress=False)
     other = BASE.replace(seed=1)
-    cache.store.path(other.key()).parent.mkdir(parents=True, exist_ok=True)
-    cache.store.path(other.key()).write_text(cache.store.path(BASE.key()).read_text())   # wrong content
+    cache.store.write(other.key(), read_file(cache.store.path(BASE.key())))   # wrong content
     assert cache.store.load(other) is None
 
 
@@ -228,7 +248,7 @@ def test_verify_samples_the_runs_made_on_this_processor(tmp_path, capsys):
         rec.pop("processor")
         if proc:
             rec["processor"] = proc
-        store.path(c.key()).write_text(json.dumps(rec))
+        store.write(c.key(), rec)
     if processor("cpu") is not None:
         assert [r["key"] for r in choose(store, 3, seed=0)] == [cfgs[0].key()]
         assert "2 of them were made on another processor" in capsys.readouterr().out
@@ -392,8 +412,7 @@ def test_seconds_per_step_from_the_runs_made_on_this_processor(tmp_path):
         cfg = BASE.replace(seed=i)
         rec = {"key": cfg.key(), "config": cfg.to_dict(), "status": "ok", "steps_run": 100, "wall_time_s": wall,
                "device": "cpu", "processor": proc}
-        store.path(cfg.key()).parent.mkdir(parents=True, exist_ok=True)
-        store.path(cfg.key()).write_text(json.dumps(rec))
+        store.write(cfg.key(), rec)
     if here is None:
         assert chunks.measured_here() == [] and chunks.seconds_per_step() == chunks.DEFAULT_S_PER_STEP
     else:
