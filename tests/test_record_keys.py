@@ -66,3 +66,9 @@ def test_every_stored_record_has_one_spectra_step_per_spectra_evaluation():
         if any(len(m["stable_rank"]) != n for m in (r.get("spectra") or {}).values()):
             bad.append(f.name)
     assert not bad, f"records whose spectra do not match their spectra steps: {bad}"
+
+
+def test_the_store_stays_within_its_30_mb():
+    """The issue's budget for the whole paper profile's committed records."""
+    size = ResultStore(RUNS).size_bytes()
+    assert size < 30e6, f"the results store takes {size / 1e6:.1f} MB (> 30 MB) in {len(RECORDS)} records"
