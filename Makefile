@@ -7,7 +7,8 @@
 #   make reproduce PROFILE=paper   the paper profile from the committed results store (paper/results/runs):
 #                                  trains only what is missing; FRESH=1 retrains every run once
 #   make paper-runs HOURS=2        train the paper profile's missing runs for HOURS, stop cleanly, print what is left
-#                                  (NB="03 04" limits it to some notebooks)
+#                                  (NB="03 04" limits it to some notebooks; SIDE=1 runs those side by side,
+#                                  the workers shared, so no core idles while one waits on a stage's last run)
 #   make verify                    retrain N=3 random committed runs made on this processor, compare their histories
 #   make reproduce PROFILE=paper DEVICE=cuda
 #   make notebook NB=03            execute one notebook (by number or file name; NB="07 08" for several)
@@ -76,7 +77,7 @@ reproduce: venv
 notebook: reproduce
 
 paper-runs: venv
-	$(PY) -m lrdlib.chunks --hours $(HOURS) --device $(DEVICE) $(if $(NB),--notebooks $(NB))
+	$(PY) -m lrdlib.chunks --hours $(HOURS) --device $(DEVICE) $(if $(NB),--notebooks $(NB)) $(if $(SIDE),--side-by-side)
 
 verify: venv
 	$(PY) -m lrdlib.verify -n $(N)

@@ -254,7 +254,8 @@ def log_sitting(path: Path, entry: dict) -> None:
 
 def sitting_totals(entries: Sequence[dict]) -> dict:
     """Per notebook, from the sittings log: ``seconds`` (the wall-clock time of every logged sitting,
-    summed), ``seconds_timed`` (the same over the sittings whose time is known), ``sittings``,
+    times its ``machine_share`` when it ran side by side with other notebooks, summed: the machine's
+    time it took), ``seconds_timed`` (the same over the sittings whose time is known), ``sittings``,
     ``new_records``, ``complete`` (its last sitting finished it), ``machines``.
     A notebook's total is only as complete as its log: an entry with ``seconds`` null (a sitting
     whose time was not measured) makes ``seconds`` null."""
@@ -263,8 +264,9 @@ def sitting_totals(entries: Sequence[dict]) -> dict:
         t = out.setdefault(e["notebook"], {"seconds": 0.0, "seconds_timed": 0.0, "sittings": 0, "new_records": 0,
                                            "complete": False, "machines": []})
         t["sittings"] += 1
-        t["seconds"] = None if t["seconds"] is None or e.get("seconds") is None else t["seconds"] + e["seconds"]
-        t["seconds_timed"] += e.get("seconds") or 0.0
+        secs = None if e.get("seconds") is None else e["seconds"] * e.get("machine_share", 1.0)
+        t["seconds"] = None if t["seconds"] is None or secs is None else t["seconds"] + secs
+        t["seconds_timed"] += secs or 0.0
         t["new_records"] += e.get("new_records") or 0
         t["complete"] = e.get("status") == "complete"
         if e.get("machine") and e["machine"] not in t["machines"]:
@@ -314,13 +316,19 @@ def execute_plain(nb: Path, params: dict, cwd: Path | None = None) -> None:
 
 
 def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", kernel: str = "lrd-companion",
-              plain: bool = False) -> int:
+              plain: bool = False, side_by_side: bool = False) -> int:
     """Execute the notebooks at ``PROFILE=paper`` until ``hours`` have passed; print what is left.
 
     Each notebook trains its missing runs (into the results store) and, when none is left,
     regenerates its figures and results. A notebook stopped by the deadline is reported with the
     runs left in the sweep it stopped at (a lower bound: later stages of a search are only known
-    once the earlier ones have finished). Returns 0 when every notebook completed."""
+    once the earlier ones have finished). Returns 0 when every notebook completed.
+
+    side_by_side: execute the notebooks at the same time, each with an equal share of the workers
+    (``$LRD_WORKERS``, default one per core, divided among them, at least one each) and one torch
+    thread per worker; otherwise one after another, each with every worker. Side by side, no core
+    idles while one notebook's search stage waits on its last run: the other notebook's worker goes
+    on. Each notebook's line in the sittings log counts its own records (the ledger names them)."""
     import subprocess
     import sys
 
@@ -335,33 +343,64 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     nbs = _notebooks(root, notebooks)
     start = time.time()
     ledger = root / "build" / "paper-runs" / f"ledger-{int(start)}.jsonl"
+    ledger.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LRD_DEADLINE": f"{start + 3600 * hours:.0f}", "LRD_LEDGER": str(ledger), "TQDM_DISABLE": "1"}
+    share = 1.0   # of the machine, per notebook
+    if side_by_side and len(nbs) > 1:
+        from .sweep import pool_size
+
+        total = pool_size(device)
+        each = max(1, total // len(nbs))
+        env.update(LRD_WORKERS=str(each), LRD_THREADS="1")
+        share = round(each / max(total, each * len(nbs)), 3)
     store = ResultStore()
     n0 = len(store.files())
     sittings = store.root.parent / "sittings.jsonl"
-    status = {}
-    for nb in nbs:
-        t0 = time.time()
+
+    def launch(nb: Path) -> subprocess.Popen:
         out = root / "build" / "notebooks" / nb.name
         out.parent.mkdir(parents=True, exist_ok=True)
         cmd = ([sys.executable, "-m", "lrdlib.chunks", "--execute", str(nb), "--device", device] if plain else
                [sys.executable, "-m", "papermill", str(nb), str(out), "-k", kernel, "--cwd", "notebooks",
                 "-p", "profile", "paper", "-p", "device", device, "--log-level", "WARNING"])
-        done = subprocess.run(cmd, cwd=root, env={**env, "LRD_NOTEBOOK": nb.stem, **({"MPLBACKEND": "Agg"} if plain else {})},
-                              capture_output=True, text=True)
-        tail = (done.stdout + done.stderr)[-3000:]
-        status[nb.stem] = ("complete" if done.returncode == 0 else
-                           "deadline" if "DeadlineReached" in tail or "Suspended" in tail else "error")
+        with open(log(nb), "w") as f:   # a file, not a pipe: side by side, no process waits on a full pipe
+            return subprocess.Popen(cmd, cwd=root, stdout=f, stderr=subprocess.STDOUT,
+                                    env={**env, "LRD_NOTEBOOK": nb.stem, **({"MPLBACKEND": "Agg"} if plain else {})})
+
+    def log(nb: Path) -> Path:
+        return ledger.with_name(f"{ledger.stem}-{nb.stem}.log")
+
+    def finish(nb: Path, proc: subprocess.Popen, t0: float) -> str:
+        proc.wait()
+        tail = log(nb).read_text(errors="replace")[-3000:]
+        status = ("complete" if proc.returncode == 0 else
+                  "deadline" if "DeadlineReached" in tail or "Suspended" in tail else "error")
         mine = [e for e in ledger_entries(ledger) if e.get("saved") and e.get("notebook") == nb.stem]
         rate = sitting_rate(mine)
-        print(f"{nb.stem}: {status[nb.stem]} after {time.time() - t0:.0f} s, {len(mine)} new records"
+        print(f"{nb.stem}: {status} after {time.time() - t0:.0f} s, {len(mine)} new records"
               + (f", {1000 * rate:.0f} ms per step per worker (upper quartile)" if rate else ""), flush=True)
-        log_sitting(sittings, {"notebook": nb.stem, "status": status[nb.stem], "seconds": round(time.time() - t0, 1),
+        log_sitting(sittings, {"notebook": nb.stem, "status": status, "seconds": round(time.time() - t0, 1),
                                "new_records": len(mine), "s_per_step": round(rate, 4) if rate else None,
                                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
-                               "machine": machine(device), "load_avg_end": round(os.getloadavg()[0], 2)})
-        if status[nb.stem] == "error":
+                               "machine": machine(device), "load_avg_end": round(os.getloadavg()[0], 2),
+                               **({"side_by_side": [n.stem for n in nbs], "machine_share": share} if share < 1 else {})})
+        if status == "error":
             print("    " + tail[-1500:].replace("\n", "\n    "), flush=True)
+        return status
+
+    status = {}
+    if side_by_side:
+        t0 = time.time()
+        pending = [(nb, launch(nb)) for nb in nbs]
+        while pending:   # each notebook logged as it ends, with its own time
+            for nb, proc in [x for x in pending if x[1].poll() is not None]:
+                status[nb.stem] = finish(nb, proc, t0)
+                pending.remove((nb, proc))
+            time.sleep(1)
+    else:
+        for nb in nbs:
+            t0 = time.time()
+            status[nb.stem] = finish(nb, launch(nb), t0)
     left = [e for e in ledger_entries(ledger) if "missing" in e]
     n1 = len(store.files())
     print(f"\nthis sitting: {time.time() - start:.0f} s, {n1 - n0} new records in {store.root} "
@@ -384,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, help="the sitting's length")
     ap.add_argument("--notebooks", nargs="*", default=[], help="numbers or names, e.g. 03 04 (default: all)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="execute the notebooks at the same time, the workers shared among them (make paper-runs SIDE=1)")
     ap.add_argument("--plain", action="store_true",
                     help="execute the notebooks without Jupyter (execute_plain), e.g. on a GPU machine without papermill")
     ap.add_argument("--execute", metavar="NOTEBOOK", help="(internal) execute one notebook plainly at PROFILE=paper, "
@@ -395,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if a.hours is None:
         ap.error("--hours is required")
-    return run_chunk(a.hours, a.notebooks, a.device, plain=a.plain)
+    return run_chunk(a.hours, a.notebooks, a.device, plain=a.plain, side_by_side=a.side_by_side)
 
 
 if __name__ == "__main__":

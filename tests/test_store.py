@@ -338,6 +338,40 @@ def test_sittings_log_sums_per_notebook_and_a_missing_time_stays_unknown(tmp_pat
     assert chunks.machine("cpu").startswith(f"cpu, {os.cpu_count()} cores")
 
 
+def test_a_side_by_side_sitting_counts_its_share_of_the_machine(tmp_path):
+    log = tmp_path / "sittings.jsonl"
+    chunks.log_sitting(log, {"notebook": "07_x", "status": "deadline", "seconds": 100.0, "machine_share": 0.5})
+    chunks.log_sitting(log, {"notebook": "07_x", "status": "deadline", "seconds": 30.0})
+    t = chunks.sitting_totals([json.loads(line) for line in log.read_text().splitlines()])
+    assert t["07_x"]["seconds"] == t["07_x"]["seconds_timed"] == 80.0
+
+
+def test_run_chunk_side_by_side_runs_the_notebooks_at_once_sharing_the_workers(tmp_path, monkeypatch):
+    """Two plain notebooks (no Jupyter) in a fake checkout: both run at the same time, each with
+    its share of the workers and one thread each, and each logs its own line."""
+    import lrdlib.paths
+
+    for stem in ("91_a", "92_b"):
+        cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": ["profile = 'quick'"]},
+                 {"cell_type": "code", "metadata": {}, "source": [
+                     "import json, os, pathlib, time\n", "t0 = time.time(); time.sleep(2)\n",
+                     f"pathlib.Path('{stem}.json').write_text(json.dumps([t0, time.time(), profile, "
+                     "os.environ['LRD_WORKERS'], os.environ['LRD_THREADS'], os.environ['LRD_NOTEBOOK']]))"]}]
+        (tmp_path / "notebooks").mkdir(exist_ok=True)
+        (tmp_path / "notebooks" / f"{stem}.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}}))
+    monkeypatch.setattr(lrdlib.paths, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(chunks, "machine", lambda device: "cpu, test")
+    monkeypatch.setenv("LRD_WORKERS", "2")
+    assert chunks.run_chunk(0.1, ["91", "92"], plain=True, side_by_side=True) == 0
+    a, b = (json.loads((tmp_path / "notebooks" / f"{s}.json").read_text()) for s in ("91_a", "92_b"))
+    assert a[0] < b[1] and b[0] < a[1]                                   # they overlapped
+    assert a[2:] == ["paper", "1", "1", "91_a"] and b[2:] == ["paper", "1", "1", "92_b"]
+    lines = [json.loads(x) for x in (tmp_path / "sittings.jsonl").read_text().splitlines()]   # beside the store
+    assert sorted(e["notebook"] for e in lines) == ["91_a", "92_b"]
+    assert all(e["status"] == "complete" and e["machine_share"] == 0.5 and e["side_by_side"] == ["91_a", "92_b"]
+               for e in lines)
+
+
 def test_records_cost_reads_the_records_not_the_clock():
     """A chapter's cost entry is the same whether its runs were trained now or read from the store."""
     from lrdlib.chunks import records_cost
