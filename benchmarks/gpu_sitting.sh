@@ -2,6 +2,7 @@
 # A sitting of `make paper-runs` on a lent GPU machine, in one call of a fixed length.
 #
 #   bash benchmarks/gpu_sitting.sh SECONDS NB [WORKERS]      e.g.  bash benchmarks/gpu_sitting.sh 540 07 12
+#   bash benchmarks/gpu_sitting.sh 540 "07 04" 14               two notebooks side by side, 7 workers each
 #
 # The machine has PyTorch but no Jupyter, so the notebook is executed plainly
 # (`python -m lrdlib.chunks --plain`); WORKERS runs share the card (`$LRD_WORKERS`). In order:
@@ -48,19 +49,19 @@ echo "== the sitting: notebook $NB, $WORKERS workers, $(left) s left"
 HOURS=$(python3 -c "print(max(0.001, ($(left) - 25) / 3600))")
 # LRD_SUSPEND=0: no run is suspended at the deadline (lrdlib.suspend): its state would stay on this machine
 LRD_SUSPEND=0 LRD_WORKERS=$WORKERS LRD_S_PER_STEP=${LRD_S_PER_STEP:-0.01} timeout $(( $(left) - 20 )) \
-  python3 -m lrdlib.chunks --hours "$HOURS" --notebooks "$NB" --device cuda --plain 2>&1 | tee "$OUT/sitting.log" | tail -40
+  python3 -m lrdlib.chunks --hours "$HOURS" --notebooks $NB $([ "$(echo $NB | wc -w)" -gt 1 ] && echo --side-by-side) \
+  --device cuda --plain 2>&1 | tee "$OUT/sitting.log" | tail -40
 echo "sitting ended after $(( $(date +%s) - T0 )) s of the call"
 
 # (sittings.jsonl stays out: the checkout it goes back to has its own lines; its new line is printed)
 find paper/results -type f -newer build/.gpu-sitting-start ! -name sittings.jsonl > build/gpu-sitting-files.txt
-[ paper/results/sittings.jsonl -nt build/.gpu-sitting-start ] && echo "sittings.jsonl: $(tail -1 paper/results/sittings.jsonl)"
+[ paper/results/sittings.jsonl -nt build/.gpu-sitting-start ] && tail -n "$(echo $NB | wc -w)" paper/results/sittings.jsonl | sed 's/^/sittings.jsonl: /'
 echo "== $(wc -l < build/gpu-sitting-files.txt) new files under paper/results"
 tar czf "$OUT/results.tar.gz" -T build/gpu-sitting-files.txt
 python3 - <<'EOF'
-import json
 from pathlib import Path
-recs = [json.loads(Path(p).read_text()) for p in Path("build/gpu-sitting-files.txt").read_text().split()
-        if "/runs/" in p]
+from lrdlib.store import read_file
+recs = [read_file(Path(p)) for p in Path("build/gpu-sitting-files.txt").read_text().split() if "/runs/" in p]
 steps = sum(r.get("steps_run") or 0 for r in recs)
 secs = sum(r.get("wall_time_s") or 0 for r in recs)
 print(f"{len(recs)} new records, {steps} steps trained, {secs:.0f} s of run time summed over runs "
