@@ -325,10 +325,12 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     once the earlier ones have finished). Returns 0 when every notebook completed.
 
     side_by_side: execute the notebooks at the same time, each with an equal share of the workers
-    (``$LRD_WORKERS``, default one per core, divided among them, at least one each) and one torch
-    thread per worker; otherwise one after another, each with every worker. Side by side, no core
-    idles while one notebook's search stage waits on its last run: the other notebook's worker goes
-    on. Each notebook's line in the sittings log counts its own records (the ledger names them)."""
+    (``$LRD_WORKERS``, default one per core, divided among them, at least one each), one torch
+    thread per worker and as many threads as it has workers in the notebook's own process
+    (``$OMP_NUM_THREADS``: notebook 08 trains in-process when it has one worker); otherwise one
+    after another, each with every worker. Side by side, no core idles while one notebook's search
+    stage waits on its last run: the other notebook's worker goes on. Each notebook's line in the
+    sittings log counts its own records (the ledger names them)."""
     import subprocess
     import sys
 
@@ -351,7 +353,8 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
 
         total = pool_size(device)
         each = max(1, total // len(nbs))
-        env.update(LRD_WORKERS=str(each), LRD_THREADS="1")
+        # and its own process (a notebook that trains in-process when it has one worker) as many threads
+        env.update(LRD_WORKERS=str(each), LRD_THREADS="1", OMP_NUM_THREADS=str(each))
         share = round(each / max(total, each * len(nbs)), 3)
     store = ResultStore()
     n0 = len(store.files())

@@ -356,7 +356,8 @@ def test_run_chunk_side_by_side_runs_the_notebooks_at_once_sharing_the_workers(t
                  {"cell_type": "code", "metadata": {}, "source": [
                      "import json, os, pathlib, time\n", "t0 = time.time(); time.sleep(2)\n",
                      f"pathlib.Path('{stem}.json').write_text(json.dumps([t0, time.time(), profile, "
-                     "os.environ['LRD_WORKERS'], os.environ['LRD_THREADS'], os.environ['LRD_NOTEBOOK']]))"]}]
+                     "os.environ['LRD_WORKERS'], os.environ['LRD_THREADS'], os.environ['OMP_NUM_THREADS'], "
+                     "os.environ['LRD_NOTEBOOK']]))"]}]
         (tmp_path / "notebooks").mkdir(exist_ok=True)
         (tmp_path / "notebooks" / f"{stem}.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}}))
     monkeypatch.setattr(lrdlib.paths, "repo_root", lambda: tmp_path)
@@ -365,7 +366,7 @@ def test_run_chunk_side_by_side_runs_the_notebooks_at_once_sharing_the_workers(t
     assert chunks.run_chunk(0.1, ["91", "92"], plain=True, side_by_side=True) == 0
     a, b = (json.loads((tmp_path / "notebooks" / f"{s}.json").read_text()) for s in ("91_a", "92_b"))
     assert a[0] < b[1] and b[0] < a[1]                                   # they overlapped
-    assert a[2:] == ["paper", "1", "1", "91_a"] and b[2:] == ["paper", "1", "1", "92_b"]
+    assert a[2:] == ["paper", "1", "1", "1", "91_a"] and b[2:] == ["paper", "1", "1", "1", "92_b"]
     lines = [json.loads(x) for x in (tmp_path / "sittings.jsonl").read_text().splitlines()]   # beside the store
     assert sorted(e["notebook"] for e in lines) == ["91_a", "92_b"]
     assert all(e["status"] == "complete" and e["machine_share"] == 0.5 and e["side_by_side"] == ["91_a", "92_b"]
