@@ -193,7 +193,8 @@ def run_sweep(configs: Sequence[RunConfig], *, labels: Sequence[str] | None = No
     bar.close()
     left = [configs[i] for i in todo if records[i] is None]
     if left:
-        raise chunks.DeadlineReached(chunks.note_missing(left, s_step, chunks.budget_share(records)))
+        rate = chunks.seconds_per_step(fallback=s_step) if limited else s_step   # the sitting's own, once measured
+        raise chunks.DeadlineReached(chunks.note_missing(left, rate, chunks.budget_share(records)))
     for i, r in enumerate(records):
         if r is None:  # a duplicate of a config trained above
             records[i] = records[first[configs[i].key()]]
