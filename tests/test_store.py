@@ -491,15 +491,17 @@ def test_a_sitting_notes_what_it_stores_and_measures_its_own_speed(tmp_path, mon
 
 def test_sweep_in_a_sitting_uses_the_speed_it_measures(tmp_path, monkeypatch):
     """A pool sweep re-estimates before each start: once the sitting has measured 1 s per step (after
-    the first run), a second 40-step run no longer fits in the 30 s left, though it did at the
-    sweep's starting estimate (1 ms per step)."""
-    monkeypatch.setenv("LRD_DEADLINE", str(time.time() + 30))
+    the first run), a second 200-step run no longer fits in the (at most) 120 s left, though it did
+    at the sweep's starting estimate (1 ms per step); with less than ``MIN_SEGMENT_S`` left it is not
+    started to be suspended either. (120 s, not less: on a loaded machine a worker's start-up alone
+    can take half a minute.)"""
+    monkeypatch.setenv("LRD_DEADLINE", str(time.time() + 120))
     monkeypatch.setattr(chunks, "measured_here", lambda: [{"status": "ok", "steps_run": 1000, "wall_time_s": 1.0}])
     cache = _cache(tmp_path)
     monkeypatch.setattr(chunks, "sitting_rate", lambda *a, **k: 1.0 if cache.store.path(BASE.key()).exists() else None)
     with pytest.raises(chunks.DeadlineReached, match="1 runs of this sweep are still missing"):
-        run_sweep([BASE, BASE.replace(seed=1)], cache=cache, executor="process", workers=1, progress=False)
-    assert cache.load(BASE) is not None and cache.load(BASE.replace(seed=1)) is None
+        run_sweep([BASE, BASE.replace(seed=1, steps=200)], cache=cache, executor="process", workers=1, progress=False)
+    assert cache.load(BASE) is not None and cache.load(BASE.replace(seed=1, steps=200)) is None
 
 
 def test_pool_size(monkeypatch):
