@@ -28,6 +28,7 @@ import socket
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -81,14 +82,23 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def strict_json(obj):
-    """``obj`` with every non-finite float replaced by None (strict JSON has no NaN/Infinity)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+    """``obj`` as data that ``json.dumps(..., allow_nan=False)`` accepts: every non-finite float
+    (Python or numpy) replaced by None (strict JSON has no NaN/Infinity), numpy scalars as Python
+    numbers and bools, tuples as lists, dict keys that JSON cannot take (tuples, numpy scalars) as
+    ``str(key)``. Recursive; anything else is returned unchanged."""
     if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
+        return {_json_key(k): strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [strict_json(v) for v in obj]
+    if isinstance(obj, np.generic) and isinstance(obj.item(), (bool, int, float)):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     return obj
+
+
+def _json_key(k):
+    return k if k is None or isinstance(k, (str, int, float, bool)) else str(k)
 
 
 def _config_dict(cfg: RunConfig) -> dict:

@@ -1,7 +1,10 @@
 """Execution profiles shared by every notebook (papermill parameter ``profile``):
 
-* ``smoke``: under a minute per notebook on a 2-core CPU (the test suite runs these);
-* ``quick``: the whole collection in about 20 minutes on a 2-core CPU, qualitative results visible;
+* ``smoke``: half a minute to two minutes per notebook on a 2-core CPU, every code path once at
+  the full model size (the test suite runs these: 32-112 s each, `pytest --durations`, beside a
+  paper sitting on the same machine);
+* ``quick``: every qualitative result visible, 20-45 minutes per notebook on a 2-core CPU, a few
+  hours for the collection (README);
 * ``paper``: the full figures (≥ 3-5 seeds, full grids and budgets).
 """
 from __future__ import annotations

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
+from .cache import strict_json
 from .survival import outcome
 
 CAP_FACTOR = 3       # stage B: a run this many times slower than the best of stage A cannot be the best
@@ -290,13 +291,9 @@ class Search:
         budget), the best strength, whether it is at an edge, the extensions made."""
         return {"centre": self.centre, "grid": [strength_at(self.centre, k) for k in self._grid],
                 "strengths": self.strengths, "extensions": self.extensions, "max_extensions": self.max_extensions,
-                "searched": [_jsonable(t.to_dict()) for t in self.searched()],
+                "searched": [strict_json(t.to_dict()) for t in self.searched()],
                 "best_strength": self.best_strength if self.trials else None,
                 "at_edge": self.at_edge if self.trials else None, "stage": self.stage}
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def edge_verdict(method: str, searches: dict, symbol: str = "strength"):

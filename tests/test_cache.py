@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lrdlib import cache as cache_mod
-from lrdlib.cache import RunCache
+from lrdlib.cache import RunCache, strict_json
 from lrdlib.config import METHODS, RECORD_VERSION, SEED_STRENGTH, RunConfig, seed_config
 from lrdlib.data import TaskConfig
 from lrdlib.decay import DecayConfig
@@ -331,3 +331,13 @@ def test_unwritable_cache_fails_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(lt, "run", lambda *a, **k: pytest.fail("trained before checking the cache"))
     with pytest.raises(ValueError, match="not writable"):
         lt.train(SMALL, cache=RunCache(ro))
+
+
+def test_strict_json_takes_numpy_scalars_tuples_and_odd_keys():
+    data = {"f": np.float32(0.5), "nan": np.float64("nan"), "inf": -np.inf, "i": np.int64(3), "b": np.bool_(True),
+            "t": (1.0, float("nan")), ("a", 1): 2, np.int64(7): "seven", 0.5: [np.float32("inf")]}
+    out = strict_json(data)
+    assert out == {"f": 0.5, "nan": None, "inf": None, "i": 3, "b": True, "t": [1.0, None], "('a', 1)": 2,
+                   "7": "seven", 0.5: [None]}
+    assert type(out["i"]) is int and type(out["b"]) is bool and type(out["f"]) is float
+    json.loads(json.dumps(out, allow_nan=False))   # accepted by a strict writer
