@@ -254,7 +254,8 @@ def log_sitting(path: Path, entry: dict) -> None:
 
 def sitting_totals(entries: Sequence[dict]) -> dict:
     """Per notebook, from the sittings log: ``seconds`` (the wall-clock time of every logged sitting,
-    times its ``machine_share`` when it ran side by side with other notebooks, summed: the machine's
+    times its ``machine_share`` when it used part of the machine (side by side with other notebooks,
+    or one worker beside another sitting: ``cpu_share``), summed: the machine's
     time it took), ``seconds_timed`` (the same over the sittings whose time is known), ``sittings``,
     ``new_records``, ``complete`` (its last sitting finished it), ``machines``.
     A notebook's total is only as complete as its log: an entry with ``seconds`` null (a sitting
@@ -315,6 +316,17 @@ def execute_plain(nb: Path, params: dict, cwd: Path | None = None) -> None:
             raise
 
 
+def cpu_share(device: str, workers: int, threads: int, cores: int | None = None) -> float:
+    """The share of the machine a sitting uses: on a CPU, workers × torch threads over the cores
+    (at most 1; ``LRD_WORKERS=1 LRD_THREADS=1`` beside another sitting is half of two cores), so
+    that the run times (``sitting_totals``) count a sitting made beside another at its share. A
+    GPU sitting counts whole (its card is the machine)."""
+    cores = cores or os.cpu_count() or 1
+    if not device.startswith("cpu"):
+        return 1.0
+    return round(min(1.0, workers * threads / cores), 3)
+
+
 def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", kernel: str = "lrd-companion",
               plain: bool = False, side_by_side: bool = False) -> int:
     """Execute the notebooks at ``PROFILE=paper`` until ``hours`` have passed; print what is left.
@@ -347,15 +359,17 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     ledger = root / "build" / "paper-runs" / f"ledger-{int(start)}.jsonl"
     ledger.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LRD_DEADLINE": f"{start + 3600 * hours:.0f}", "LRD_LEDGER": str(ledger), "TQDM_DISABLE": "1"}
-    share = 1.0   # of the machine, per notebook
-    if side_by_side and len(nbs) > 1:
-        from .sweep import pool_size
+    from .sweep import pool_size, worker_threads
 
+    beside = side_by_side and len(nbs) > 1
+    if beside:
         total = pool_size(device)
         each = max(1, total // len(nbs))
         # and its own process (a notebook that trains in-process when it has one worker) as many threads
         env.update(LRD_WORKERS=str(each), LRD_THREADS="1", OMP_NUM_THREADS=str(each))
-        share = round(each / max(total, each * len(nbs)), 3)
+        share = round(each / max(total, each * len(nbs)), 3)   # of the machine, per notebook
+    else:   # e.g. LRD_WORKERS=1 LRD_THREADS=1 beside another sitting: half of a 2-core machine
+        share = cpu_share(device, pool_size(device), worker_threads(pool_size(device)))
     store = ResultStore()
     n0 = len(store.files())
     sittings = store.root.parent / "sittings.jsonl"
@@ -386,7 +400,8 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
                                "new_records": len(mine), "s_per_step": round(rate, 4) if rate else None,
                                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
                                "machine": machine(device), "load_avg_end": round(os.getloadavg()[0], 2),
-                               **({"side_by_side": [n.stem for n in nbs], "machine_share": share} if share < 1 else {})})
+                               **({"machine_share": share} if share < 1 else {}),
+                               **({"side_by_side": [n.stem for n in nbs]} if beside else {})})
         if status == "error":
             print("    " + tail[-1500:].replace("\n", "\n    "), flush=True)
         return status

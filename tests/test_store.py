@@ -373,6 +373,29 @@ def test_run_chunk_side_by_side_runs_the_notebooks_at_once_sharing_the_workers(t
                for e in lines)
 
 
+def test_a_sitting_beside_another_logs_its_share_of_the_machine(tmp_path, monkeypatch):
+    """One worker with one thread on two cores (a sitting started beside another) is half the
+    machine; two workers are all of it; a GPU sitting counts whole."""
+    assert chunks.cpu_share("cpu", 1, 1, cores=2) == 0.5
+    assert chunks.cpu_share("cpu", 2, 1, cores=2) == chunks.cpu_share("cpu", 1, 2, cores=2) == 1.0
+    assert chunks.cpu_share("cpu", 4, 1, cores=2) == 1.0 and chunks.cpu_share("cuda", 1, 1, cores=2) == 1.0
+    import lrdlib.paths
+
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": ["profile = 'quick'"]},
+             {"cell_type": "code", "metadata": {}, "source": ["x = 1"]}]
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "93_c.ipynb").write_text(json.dumps({"cells": cells, "metadata": {}}))
+    monkeypatch.setattr(lrdlib.paths, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(chunks, "machine", lambda device: "cpu, test")
+    monkeypatch.setattr(chunks.os, "cpu_count", lambda: 2)
+    monkeypatch.setenv("LRD_WORKERS", "1")
+    monkeypatch.setenv("LRD_THREADS", "1")
+    assert chunks.run_chunk(0.1, ["93"], plain=True) == 0
+    (line,) = [json.loads(x) for x in (tmp_path / "sittings.jsonl").read_text().splitlines()]
+    assert line["machine_share"] == 0.5 and "side_by_side" not in line
+    assert chunks.sitting_totals([line])["93_c"]["seconds"] == pytest.approx(0.5 * line["seconds"], abs=0.1)
+
+
 def test_records_cost_reads_the_records_not_the_clock():
     """A chapter's cost entry is the same whether its runs were trained now or read from the store."""
     from lrdlib.chunks import records_cost
