@@ -274,11 +274,24 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 200, profile: str | None 
     return out
 
 
+def _json_number(obj):
+    """A number JSON does not know (a 0-d tensor, a numpy array of one element) as a float, or null."""
+    v = float(obj)
+    return v if np.isfinite(v) else None
+
+
 def save_results(name: str, results: dict) -> Path:
     """Write ``build/results/<name>.json``; at ``results["profile"] == "paper"`` also the committed
-    copy ``paper/results/chapters/<name>.json`` that the manuscript's macros are made from."""
+    copy ``paper/results/chapters/<name>.json`` that the manuscript's macros are made from.
+
+    Strict JSON: a non-finite number (a Kaplan-Meier median beyond the budget, ``inf``; a quantity
+    undefined for an arm, ``nan``) is written as ``null``, which every JSON reader accepts and the
+    manuscript's macros print through their ``if_null`` text; numpy scalars and 0-d tensors as
+    numbers."""
+    from .cache import strict_json
+
     _check(name)
-    text = json.dumps(results, indent=2, default=float)
+    text = json.dumps(strict_json(results), indent=2, allow_nan=False, default=_json_number)
     path = results_dir() / f"{name}.json"
     path.write_text(text)
     if results.get("profile") == "paper":

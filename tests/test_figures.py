@@ -1,5 +1,6 @@
 """The figure style: print sizes, legible fonts, one colour per method, seed spread, outcomes."""
 import itertools
+import json
 
 import matplotlib
 
@@ -176,3 +177,32 @@ def test_committed_figures_all_have_a_profile():
     assert on_disk == set(made), (f"figures without a profile: {sorted(on_disk - set(made))}; "
                                   f"listed but absent: {sorted(set(made) - on_disk)}")
     assert set(made.values()) <= {"smoke", "quick", "paper"} and "smoke" not in made.values()
+
+
+def _strict(text):
+    """json.loads that refuses NaN/Infinity, as strict readers (JavaScript, jq --strict) do."""
+    def refuse(c):
+        raise ValueError(f"non-standard JSON constant {c}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_chapter_results_are_strict_json_with_null_for_non_finite(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("LRD_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("LRD_STORE_DIR", str(tmp_path / "paper" / "results" / "runs"))
+    res = {"profile": "paper", "KM median": float("inf"), "q25": np.float64("nan"), "n": np.int64(5),
+           "steps": [100.0, float("-inf")], "t": torch.tensor(0.5), "ok": np.bool_(True)}
+    path = F.save_results("demo", res)
+    for p in (path, tmp_path / "paper" / "results" / "chapters" / "demo.json"):
+        got = _strict(p.read_text())
+        assert got == {"profile": "paper", "KM median": None, "q25": None, "n": 5, "steps": [100.0, None],
+                       "t": 0.5, "ok": True}
+
+
+def test_committed_chapter_results_are_strict_json():
+    from lrdlib.paths import repo_root
+
+    files = sorted((repo_root() / "paper" / "results" / "chapters").glob("*.json"))
+    assert files, "no committed chapter results found"
+    for p in files:
+        _strict(p.read_text())
