@@ -119,13 +119,14 @@ class RunCache:
     def spec(self) -> dict:
         """What a worker process needs to open the same cache (``RunCache.from_spec``)."""
         return {"root": str(self.root), "store": None if self.store is None else str(self.store.root),
+                "store_max_points": None if self.store is None else self.store.max_points,
                 "fresh_since": self.fresh_since}
 
     @classmethod
     def from_spec(cls, spec: dict) -> RunCache:
         from .store import ResultStore
 
-        store = ResultStore(spec["store"]) if spec.get("store") else None
+        store = ResultStore(spec["store"], spec.get("store_max_points")) if spec.get("store") else None
         return cls(spec["root"], store=store, fresh_since=spec.get("fresh_since"))
 
     def _fresh(self, path: Path) -> bool:

@@ -29,11 +29,16 @@ def pick(profile: str, *, smoke: T, quick: T, paper: T) -> T:
 def run_cache(profile: str):
     """The run cache a notebook uses at ``profile``: at ``paper``, backed by the committed results
     store (``paper/results/runs``: read first, every run trained is added to it); otherwise the
-    build folder's cache only. ``$LRD_FRESH_SINCE`` (``make reproduce FRESH=1``) retrains everything once."""
+    build folder's cache only. ``$LRD_FRESH_SINCE`` (``make reproduce FRESH=1``) retrains everything once.
+    ``$LRD_STORE_ALL_PROFILES=1`` attaches a store at every profile (the notebooks' smoke test does,
+    with ``$LRD_STORE_DIR`` a temporary folder, so the compact records' code path runs there too)."""
+    import os
+
     from .cache import RunCache
     from .store import ResultStore
 
-    return RunCache(store=ResultStore() if check_profile(profile) == "paper" else None)
+    every = os.environ.get("LRD_STORE_ALL_PROFILES", "") not in ("", "0")
+    return RunCache(store=ResultStore() if check_profile(profile) == "paper" or every else None)
 
 
 def check_device(device: str) -> str:

@@ -110,6 +110,24 @@ def _thin_series(series: dict, idx: list[int]) -> dict:
     return out
 
 
+def _max_points(value: int | None) -> int:
+    """``value``, or ``$LRD_STORE_MAX_POINTS``, or ``MAX_POINTS``: the evaluations a stored record
+    keeps of its spectra and angle series. The notebooks' smoke test sets a small one (with
+    ``$LRD_STORE_ALL_PROFILES``), so a figure that plots thinned spectra against the full history
+    fails there and not at the end of a paper sitting."""
+    import os
+
+    raw = value if value is not None else os.environ.get("LRD_STORE_MAX_POINTS", MAX_POINTS)
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        n = None
+    if n is None or isinstance(raw, bool) or n < 2 or str(n) != str(raw).strip():
+        raise ValueError(f"max_points (or $LRD_STORE_MAX_POINTS) must be an integer >= 2 (the first and the last "
+                         f"evaluation are always kept), not {raw!r}")
+    return n
+
+
 def spectra_steps(record: dict) -> list[int]:
     """The evaluation steps of ``record["spectra"]``: every evaluation in a training record, the
     kept ones in a compact (stored) record."""
@@ -160,8 +178,9 @@ class ResultStore:
 
     DEVICE_TYPES = ("cpu", "cuda")
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, max_points: int | None = None):
         self.root = Path(root) if root is not None else store_dir()
+        self.max_points = _max_points(max_points)
         self.measures_root = self.root.parent / "measures"
         remove_stale_temporaries(self.root)
 
@@ -204,7 +223,7 @@ class ResultStore:
 
     def save(self, cfg: RunConfig, record: dict) -> dict:
         """Store ``record`` (compacted) and return the stored form."""
-        rec = compact(record)
+        rec = compact(record, self.max_points)
         self.write(cfg.key(), rec)
         note_saved(rec)   # in a sitting: counted, and its speed measured, in the sitting's ledger
         return rec

@@ -192,7 +192,7 @@ def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=Non
         futs = [ex.submit(_retrain, r["config"], r.get("threads") or 1, k) for r, k in zip(sample, steps)]
         for r, k, f in zip(sample, steps, futs):
             t0 = time.time()
-            new = compact(f.result())
+            new = compact(f.result(), (r.get("compact") or {}).get("max_points") or store.max_points)
             c = compare_histories(prefix(r, k), prefix(new, k))
             cfg = r["config"]
             label = (f"{r['key']} ({cfg['optim']['kind']}, decay {cfg['decay']['kind']} {cfg['decay']['strength']:g}, "

@@ -63,6 +63,30 @@ def test_compact_is_idempotent_and_keeps_the_full_history(record):
     assert c["history"]["val_acc"] == [float(f"{v:.7g}") for v in record["history"]["val_acc"]]
 
 
+def test_store_thins_to_its_max_points_from_the_environment(record, tmp_path, monkeypatch):
+    monkeypatch.setenv("LRD_STORE_MAX_POINTS", "3")
+    store = ResultStore(tmp_path / "thin")
+    rec = store.save(BASE, record)
+    assert rec["compact"]["max_points"] == 3 and len(rec["spectra_step"]) == 3
+    assert store.load(BASE) == rec
+    assert ResultStore(tmp_path / "thin", max_points=5).max_points == 5      # the argument wins
+    spec = RunCache(tmp_path / "c", store=ResultStore(tmp_path / "thin", max_points=5)).spec()
+    assert RunCache.from_spec(spec).store.max_points == 5                     # and reaches the workers
+    for bad in ("1", "many", "2.5"):
+        monkeypatch.setenv("LRD_STORE_MAX_POINTS", bad)
+        with pytest.raises(ValueError, match=f"integer >= 2.*not '{bad}'"):
+            ResultStore(tmp_path / "thin")
+
+
+def test_a_store_at_every_profile_on_request(monkeypatch):
+    from lrdlib.profiles import run_cache
+
+    monkeypatch.delenv("LRD_STORE_ALL_PROFILES", raising=False)
+    assert run_cache("smoke").store is None and run_cache("paper").store is not None
+    monkeypatch.setenv("LRD_STORE_ALL_PROFILES", "1")
+    assert run_cache("smoke").store is not None
+
+
 def test_compact_refuses_failed_records():
     with pytest.raises(ValueError, match="failed record"):
         compact({"key": "k", "status": "failed", "error": "boom"})
