@@ -21,15 +21,42 @@ def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name") and ":" in ln), None) or None
 
 
+def _cpuinfo_field(lines: list[str], field: str) -> str | None:
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == field and ":" in ln), None) or None
+
+
+def cpu_identity(cpuinfo: Path = Path("/proc/cpuinfo"), capability: str | None = None) -> str | None:
+    """The CPU as far as rounding goes: its model name, family and model numbers, and the vector
+    instruction set torch's kernels dispatch to (``torch.backends.cpu.get_cpu_capability()``), e.g.
+    ``"AMD EPYC (family 26 model 2, AVX512)"``. A virtual machine may name every EPYC "AMD EPYC":
+    two such machines of different generations (one AVX2, one AVX-512) round differently, which the
+    bare name hides (seen here: records made on one did not replay bit for bit on the other)."""
+    name = cpu_name(cpuinfo)
+    if name is None:
+        return None
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        lines = []
+    fam, mod = _cpuinfo_field(lines, "cpu family"), _cpuinfo_field(lines, "model")
+    if capability is None:
+        import torch
+
+        capability = torch.backends.cpu.get_cpu_capability()
+    parts = ([f"family {fam} model {mod}"] if fam and mod else []) + ([capability] if capability else [])
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
 def processor(device: str = "cpu") -> str | None:
-    """What computes on ``device``: the CUDA device's name, else the CPU's model name (None where
-    the system does not give it)."""
+    """What computes on ``device``: the CUDA device's name, else the CPU's ``cpu_identity`` (None
+    where the system does not name it). Records made before the twenty-sixth sitting name the CPU's
+    model name only."""
     device = str(device)
     if device.startswith("cuda"):
         import torch
 
         return torch.cuda.get_device_name(torch.device(device))
-    return cpu_name()
+    return cpu_identity()
 
 
 def machine(device: str = "cpu") -> str:
@@ -38,5 +65,5 @@ def machine(device: str = "cpu") -> str:
     device = str(device)
     if device.startswith("cuda"):
         return f"{device}, {processor(device)}"
-    name = cpu_name()
+    name = cpu_identity()
     return f"cpu, {os.cpu_count()} cores" + (f" ({name})" if name else "")
