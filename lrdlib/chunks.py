@@ -244,6 +244,40 @@ def note_missing(configs: Sequence[RunConfig], s_per_step: float, share: float |
             f"(at most {secs / 3600:.1f} h at {1000 * s_per_step:.0f} ms per step); the next sitting resumes them")
 
 
+def note_design_left(runs: int, steps: int) -> None:
+    """Append to ``$LRD_LEDGER`` (if set) an upper bound on what the notebook's whole design has
+    still to run, ``runs`` and ``steps`` (an adaptive search: ``lrdlib.search.Search.left_at_most``
+    summed), noted before each sweep; the sitting's summary prints the last one per notebook beside
+    the runs left in the sweep it stopped at (a lower bound). Runs of the store count as left until
+    the sweep that asks for them has read them back."""
+    ledger = os.environ.get("LRD_LEDGER")
+    if ledger:
+        entry = {"notebook": os.environ.get("LRD_NOTEBOOK", ""), "design_left": int(runs),
+                 "design_steps": int(steps), "time": time.time()}
+        Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+        with open(ledger, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def design_lines(entries: Sequence[dict], notebooks: Sequence[str] | None = None) -> list[str]:
+    """The sitting summary's lines for the design bounds of ``entries`` (a ledger): per notebook (of
+    ``notebooks``, default all) the last ``design_left`` entry, with hours at the ms per step of its
+    last ``missing`` entry, if any."""
+    design, rate = {}, {}
+    for e in entries:
+        if "design_left" in e and (notebooks is None or e["notebook"] in notebooks):
+            design[e["notebook"]] = e
+        if e.get("missing") and e.get("steps") and e.get("seconds") is not None:
+            rate[e["notebook"]] = e["seconds"] / e["steps"]
+    out = []
+    for nb, e in design.items():
+        hours = (f", at most {e['design_steps'] * rate[nb] / 3600:.1f} h at {1000 * rate[nb]:.0f} ms per step"
+                 if nb in rate else "")
+        out.append(f"  {nb}: at most {e['design_left']} runs left in its whole design "
+                   f"({e['design_steps']} steps{hours}; every search stage still open counted at its largest)")
+    return out
+
+
 # ---------------------------------------------------------------- the sittings log: what the paper profile cost
 def log_sitting(path: Path, entry: dict) -> None:
     """Append one notebook's part of a sitting to the JSON-lines log ``path`` (committed with the store)."""
@@ -431,6 +465,8 @@ def run_chunk(hours: float, notebooks: Sequence[str] = (), device: str = "cpu", 
     if left:
         print(f"  at least {sum(e['seconds'] for e in left) / 3600:.1f} h left (upper estimate for the sweeps "
               "listed; later stages of a search appear once those finish)")
+    for line in design_lines(ledger_entries(ledger), [k for k, v in status.items() if v != "complete"]):
+        print(line)
     return 0 if all(v == "complete" for v in status.values()) else 1
 
 

@@ -286,6 +286,20 @@ class Search:
                 return
         self.stage, self.pending = "done", []
 
+    def left_at_most(self) -> tuple[int, int]:
+        """An upper bound on what this search has still to run, ``(runs, steps)``, counting its
+        pending runs at their own budgets: the outer strengths of stage B (full budget, the cap
+        unknown yet), every extension stage C may still make, and every seed of stage D (seed 0
+        too: it is rerun when the best turns out to be a capped run). (0, 0) once done."""
+        if self.done:
+            return 0, 0
+        runs, steps = len(self.pending), sum(p.steps for p in self.pending)
+        if self.stage != "D":
+            later = (len(self._outer) if self.stage == "A" else 0) + (self.max_extensions - self.extensions) \
+                + len(self.seeds)
+            runs, steps = runs + later, steps + later * self.budget
+        return runs, steps
+
     def summary(self) -> dict:
         """What the search did, JSON-ready: strengths searched (with each seed-0 outcome and its
         budget), the best strength, whether it is at an edge, the extensions made."""
@@ -294,6 +308,12 @@ class Search:
                 "searched": [strict_json(t.to_dict()) for t in self.searched()],
                 "best_strength": self.best_strength if self.trials else None,
                 "at_edge": self.at_edge if self.trials else None, "stage": self.stage}
+
+
+def left_at_most(searches: Sequence[Search]) -> tuple[int, int]:
+    """``Search.left_at_most`` summed over ``searches``: at most this many runs and steps are left."""
+    bounds = [s.left_at_most() for s in searches]
+    return sum(r for r, _ in bounds), sum(n for _, n in bounds)
 
 
 def edge_verdict(method: str, searches: dict, symbol: str = "strength"):

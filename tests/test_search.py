@@ -12,6 +12,7 @@ from lrdlib.search import (
     beyond,
     edge_side,
     grid_indices,
+    left_at_most,
     log_grid,
     multiplier,
     rank_key,
@@ -246,3 +247,26 @@ def test_edge_verdict():
     drive(inside_no_grok, lambda p: record(p.seed, p.steps, None, plateau=0.9 if p.strength == 1.0 else 0.5))
     assert inside_no_grok.at_edge is None
     assert edge_verdict("L2", {0.5: inside_no_grok, 0.6: inside}).verdict == CANNOT_TELL
+
+
+@pytest.mark.parametrize("speed", [
+    {0.1: None, 0.3: 1500, 1.0: 800, 3.0: 1100, 10.0: 5000}.get,                 # interior best, no extension
+    {0.1: None, 0.3: 1500, 1.0: 1200, 3.0: 1000, 10.0: 600, 30.0: 900}.get,      # capped best, one extension
+    lambda st: int(10000 / (1 + st)),                                              # two extensions, still at the edge
+    lambda st: None,                                                               # nothing groks
+])
+def test_left_at_most_bounds_what_the_search_still_runs(speed):
+    s = Search(centre=1.0, budget=BUDGET, eval_every=EVAL)
+    bounds = [s.left_at_most()]
+    stages = []
+    while not s.done:
+        stages.append(list(s.pending))
+        s.update([(p, oracle(speed)(p)) for p in s.pending])
+        bounds.append(s.left_at_most())
+    assert bounds[-1] == (0, 0)
+    for i, (runs, steps) in enumerate(bounds[:-1]):
+        rest = [p for st in stages[i:] for p in st]
+        assert runs >= len(rest) and steps >= sum(p.steps for p in rest)
+        assert runs <= 5 + 2 + 5               # the grid, the extensions, the seeds
+    assert bounds[0] == (12, 12 * BUDGET)      # a new search: nothing known yet
+    assert left_at_most([s, Search(centre=1.0, budget=BUDGET, eval_every=EVAL)]) == (12, 12 * BUDGET)

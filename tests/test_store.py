@@ -192,6 +192,25 @@ def test_budget_share_is_the_median_share_of_finished_runs():
     assert chunks.budget_share(recs) == 0.5 and chunks.budget_share([None]) is None
 
 
+def test_design_bound_is_noted_and_the_last_one_per_unfinished_notebook_is_printed(tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger.jsonl"
+    chunks.note_design_left(12, 240000)            # outside a sitting: nothing written, no error
+    assert not ledger.exists()
+    monkeypatch.setenv("LRD_LEDGER", str(ledger))
+    monkeypatch.setenv("LRD_NOTEBOOK", "04_phase_diagram")
+    chunks.note_design_left(40, 800000)
+    chunks.note_design_left(30, 600000)            # the later bound replaces the earlier one
+    monkeypatch.setenv("LRD_NOTEBOOK", "07_effective_learning_rate")
+    chunks.note_design_left(5, 100000)
+    entries = chunks.ledger_entries(ledger)
+    entries.append({"notebook": "04_phase_diagram", "missing": 3, "steps": 60000, "seconds": 2400.0})   # 40 ms a step
+    lines = chunks.design_lines(entries, ["04_phase_diagram"])
+    assert len(lines) == 1 and "04_phase_diagram: at most 30 runs" in lines[0]
+    assert "600000 steps, at most 6.7 h at 40 ms per step" in lines[0]     # 600000 × 0.04 s
+    both = chunks.design_lines(entries)
+    assert len(both) == 2 and "h at" not in both[1]                     # 07 has no measured rate here
+
+
 def test_deadline_in_the_past_stops_train_before_it_starts(tmp_path, monkeypatch):
     monkeypatch.setenv("LRD_DEADLINE", str(time.time() - 1))
     with pytest.raises(chunks.DeadlineReached):
