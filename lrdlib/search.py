@@ -18,6 +18,13 @@ C  while the best strength is at an edge of the strengths searched, the next str
    reported as "at the edge" if it still is;
 D  the seeds at the best strength, full budget (seed 0 reused when its run had the full budget,
    rerun otherwise: a capped run has another config, hence another cache key).
+E  (``confirmation_points``, for the reference arm only; added after the first complete paper
+   table, see notebook 04) when the best strength groks for fewer than half of the seeds of
+   stage D, the runner-up of the search seed (the best of the other strengths that grokked,
+   same rule) is run over every seed at the full budget; it replaces the best only when more of
+   its seeds grok (``confirmed_choice``). One seed's fastest strength can be a grok that most
+   seeds do not reach; a reference arm left at such a strength would flatter every method
+   compared with it.
 
 **Best** (``rank_key``): the smallest steps-to-grok at seed 0 (lasting grok,
 ``lrdlib.survival.outcome``); equal steps go to the smaller final validation loss, then the
@@ -308,6 +315,52 @@ class Search:
                 "searched": [strict_json(t.to_dict()) for t in self.searched()],
                 "best_strength": self.best_strength if self.trials else None,
                 "at_edge": self.at_edge if self.trials else None, "stage": self.stage}
+
+
+# ---------------------------------------------------------------- stage E: confirming a reference arm
+def _grokked(trials: Sequence[Trial]) -> int:
+    return sum(bool(t.event) and t.status == "ok" for t in trials)
+
+
+def runner_up(search: Search) -> Trial | None:
+    """The search seed's second-best strength among those that grokked (``rank_key``), None if
+    no other strength grokked."""
+    if not search.chosen:
+        raise ValueError(f"runner_up: the search is at stage {search.stage}, expected its best strength settled (D or done)")
+    b = search.best_strength
+    others = [t for t in search.searched() if t.strength != b and t.event and t.status == "ok"]
+    return best_trial(others) if others else None
+
+
+def needs_confirmation(search: Search, level: float = 0.5) -> bool:
+    """Whether a finished search's best strength groks for fewer than ``level`` of its seeds."""
+    if not 0 < level <= 1:
+        raise ValueError(f"level={level!r}: expected a share in (0, 1]")
+    if not search.done:
+        raise ValueError(f"needs_confirmation: the search is at stage {search.stage}, expected done")
+    fin = search.final()
+    return _grokked(fin) < level * len(fin)
+
+
+def confirmation_points(search: Search, level: float = 0.5) -> list[Point]:
+    """Stage E: the runs at the runner-up strength, every seed, full budget, when the best
+    strength of a finished search groks for fewer than ``level`` of its seeds (``[]`` otherwise, or
+    when no other strength grokked). The search seed's own runner-up run is reused when it had the
+    full budget (it is in the cache); a capped one is rerun at the full budget."""
+    if not needs_confirmation(search, level):
+        return []
+    r = runner_up(search)
+    if r is None:
+        return []
+    return [Point(r.strength, int(s), search.budget, "E") for s in search.seeds]
+
+
+def confirmed_choice(best: Sequence[Trial], runner: Sequence[Trial]) -> str:
+    """"runner-up" when more of ``runner``'s seeds grok than of ``best``'s, else "best" (ties keep
+    the best of stages A-D: the rule changes a choice only on more seeds' evidence)."""
+    if not best:
+        raise ValueError("confirmed_choice: expected the best strength's trials, got none")
+    return "runner-up" if runner and _grokked(runner) > _grokked(best) else "best"
 
 
 def left_at_most(searches: Sequence[Search]) -> tuple[int, int]:

@@ -340,3 +340,37 @@ def test_repository_figures_exist_and_are_referenced():
     labels = re.findall(r"\\label\{(fig:[^}]+)\}", body)
     for label in labels:
         assert re.search(r"\\[cC]ref\{[^}]*\b" + re.escape(label) + r"\b", body), f"figure {label} is never referenced"
+
+
+# The verdicts that the words around them assume (conclusion, fair comparison, abstract): a rerun that
+# turns one of them must fail here, so the prose is rewritten with it, not left saying the opposite.
+PROSE_ASSUMES = {
+    "PDVerdictExpansion": "does not hold", "PDBeforeExpansion": "holds", "PDVerdictFasterLRD": "holds",
+    "GMVerdictLRDNotLTwo": "holds", "GMVerdictSeedLTwoFails": "does not hold", "GMVerdictPrecondition": "does not hold",
+    "ABVerdictTangential": "does not hold", "ELRVerdictC": "holds", "CTClassRecall": "slower",
+}
+
+
+def test_prose_matches_the_verdicts_it_words():
+    mapping = M.load_mapping()
+    files = M.load_results(M.RESULTS)
+    for name, expected in PROSE_ASSUMES.items():
+        m = mapping[name]
+        if m.source not in files:
+            continue                       # pending: the text prints "[pending]", not a wrong word
+        assert M.value_of(m, files[m.source]) == expected, f"\\{name}: the text around it assumes {expected!r}"
+    ab = files.get("05_ablations")
+    if ab is not None:
+        # "the radial and the tangential parts of the step each grok on their own"
+        n = ab["verdicts"]["tangential_mechanism"]["numbers"]
+        assert 2 * n["radial"][0] >= n["radial"][1] and 2 * n["tangential"][0] >= n["tangential"][1]
+    pd = files.get("04_phase_diagram")
+    if pd is not None:
+        # "tuned L2 groks for at least half of its seeds wherever LRD does, down to the smallest fraction tried"
+        assert pd["verdicts"]["expansion_vs_l2"]["LRD"]["numbers"]["a_only"] == []
+        assert pd["headline"]["per_method"]["L2"]["at_lowest_tried"] is True
+        # "the first table's one cell of expansion was L2 left at [its search seed's] strength"
+        assert len(pd["verdicts"]["before_confirmation"]["expansion_vs_l2"]["LRD"]["numbers"]["a_only"]) == 1
+        # "Luon groks for at least half of its seeds only from a train fraction of [its headline] up"
+        assert pd["headline"]["per_method"]["Luon"]["larger_fractions_below_level"] == []
+        assert pd["confirmation"]["replaced"] == pd["verdicts"]["before_confirmation"]["expansion_vs_l2"]["LRD"]["numbers"]["a_only"]

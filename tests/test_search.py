@@ -10,12 +10,16 @@ from lrdlib.search import (
     Trial,
     best_trial,
     beyond,
+    confirmation_points,
+    confirmed_choice,
     edge_side,
     grid_indices,
     left_at_most,
     log_grid,
     multiplier,
+    needs_confirmation,
     rank_key,
+    runner_up,
     split_stages,
     stage_cap,
     strength_at,
@@ -270,3 +274,44 @@ def test_left_at_most_bounds_what_the_search_still_runs(speed):
         assert runs <= 5 + 2 + 5               # the grid, the extensions, the seeds
     assert bounds[0] == (12, 12 * BUDGET)      # a new search: nothing known yet
     assert left_at_most([s, Search(centre=1.0, budget=BUDGET, eval_every=EVAL)]) == (12, 12 * BUDGET)
+
+
+# ---------------------------------------------------------------- stage E: confirming the reference arm
+def lucky_seed_zero(p: Point) -> dict:
+    """λ = 3 groks fast on the search seed only; λ = 1 groks on every seed, slower; 0.3 groks late
+    under the stage-B cap's budget; the rest never."""
+    at = {3.0: 1200 if p.seed == 0 else None, 1.0: 3100, 0.3: 6600}.get(p.strength)
+    return record(p.seed, p.steps, at)
+
+
+def test_stage_e_runs_the_runner_up_when_the_best_fails_on_most_seeds():
+    s = Search(centre=1.0, budget=BUDGET, eval_every=EVAL)
+    drive(s, lucky_seed_zero)
+    assert s.best_strength == 3.0 and sum(t.event for t in s.final()) == 1
+    assert needs_confirmation(s) and not needs_confirmation(s, level=0.2)
+    assert runner_up(s).strength == 1.0                      # faster than 0.3 on the search seed
+    pts = confirmation_points(s)
+    # every seed at the full budget: seed 0's full-budget stage-A run at λ = 1 has the same config (a cache hit)
+    assert [(p.strength, p.seed, p.steps, p.stage) for p in pts] == [(1.0, k, BUDGET, "E") for k in range(5)]
+    runner = [trial_from_record(lucky_seed_zero(p), p.strength, "E", BUDGET) for p in pts]
+    assert confirmed_choice(s.final(), runner) == "runner-up"
+    assert confirmed_choice(s.final(), runner[:1]) == "best"  # 1 vs 1 seed: a tie keeps the best
+    assert confirmed_choice(s.final(), []) == "best"
+
+
+def test_stage_e_not_needed_or_not_possible():
+    ok = Search(centre=1.0, budget=BUDGET, eval_every=EVAL)
+    drive(ok, oracle({0.3: 1500, 1.0: 800, 3.0: 1100}.get))
+    assert not needs_confirmation(ok) and confirmation_points(ok) == []
+    lone = Search(centre=1.0, budget=BUDGET, eval_every=EVAL)   # only λ = 3 on seed 0 groks: no runner-up
+    drive(lone, lambda p: record(p.seed, p.steps, 1200 if (p.strength == 3.0 and p.seed == 0) else None))
+    assert needs_confirmation(lone) and runner_up(lone) is None and confirmation_points(lone) == []
+    fresh = Search(centre=1.0, budget=BUDGET, eval_every=EVAL)
+    with pytest.raises(ValueError, match="stage A"):
+        runner_up(fresh)
+    with pytest.raises(ValueError, match="expected done"):
+        needs_confirmation(fresh)
+    with pytest.raises(ValueError, match="level=0"):
+        needs_confirmation(ok, level=0)
+    with pytest.raises(ValueError, match="trials"):
+        confirmed_choice([], [])
