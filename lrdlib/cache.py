@@ -185,11 +185,15 @@ class RunCache:
         """Write the record (and final weights) here, and into the store if attached; return the
         record as it will be read back (the store's compact form when there is a store)."""
         if state is not None:  # weights first: a record on disk implies its weights are there
-            st = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-            atomic_write(self.weights_path(cfg), lambda t: save_file(st, t))
+            self.save_weights(cfg, state)
         text = json.dumps(strict_json(record), allow_nan=False)
         atomic_write(self.record_path(cfg), lambda t: Path(t).write_text(text))
         return self.store.save(cfg, record) if self.store is not None else json.loads(text)
+
+    def save_weights(self, cfg: RunConfig, state: dict[str, torch.Tensor]) -> None:
+        """Write only the final weights of a run whose record is kept as it is (``trained_model``)."""
+        st = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        atomic_write(self.weights_path(cfg), lambda t: save_file(st, t))
 
     def load_weights(self, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
         """The stored final weights, or None if absent or unreadable (truncated, not safetensors)."""

@@ -414,10 +414,13 @@ def final_attention(model: Transformer, x: torch.Tensor, chunk: int = 4096) -> l
 
 def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool = False) -> Transformer:
     """The final model of a run, (re)trained now if its record or a readable weights file is missing
-    (the results store keeps no weights: on a fresh machine this retrains the run)."""
+    (the results store keeps no weights: on a fresh machine this retrains the run). A retrain for
+    weights alone leaves an existing record of this config as it is (the committed store is the
+    reference; a retrain only writes the weights), so regenerating figures never rewrites it."""
     cache = cache if cache is not None else RunCache()
     model = build_model(cfg.model, cfg.seed, "cpu")
-    state = cache.load_weights(cfg) if cache.load(cfg) is not None else None
+    stored = cache.load(cfg)
+    state = cache.load_weights(cfg) if stored is not None else None
     try:
         if state is not None:
             model.load_state_dict(state)
@@ -427,6 +430,9 @@ def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool 
     cache.check_writable()
     _check_deadline(cfg)
     rec, state = run(cfg, progress=progress)
-    cache.save(cfg, rec, state)
+    if stored is not None and stored.get("key") == cfg.key():
+        cache.save_weights(cfg, state)
+    else:
+        cache.save(cfg, rec, state)
     model.load_state_dict(state)
     return model

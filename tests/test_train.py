@@ -441,3 +441,22 @@ def test_train_function_does_not_hide_the_training_module():
 
     assert lrdlib.train is lt.train and callable(lrdlib.train)
     assert importlib.import_module("lrdlib.training") is lt and lt.run and lt.AngleMeter
+
+
+def test_trained_model_on_a_fresh_machine_retrains_but_leaves_the_store_record(tmp_path):
+    """The store keeps no weights: on a fresh machine trained_model retrains the run for them, and
+    must not rewrite the committed record (its bytes are the reference the figures come from)."""
+    from lrdlib.store import ResultStore
+
+    cfg = BASE.replace(steps=20)
+    store = ResultStore(tmp_path / "results" / "runs")
+    rec = train(cfg, cache=RunCache(tmp_path / "machine-1", store=store), progress=False)
+    path = store.file(cfg.key())
+    path.write_bytes(path.read_bytes())          # the committed bytes, as a clone has them
+    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    fresh = RunCache(tmp_path / "machine-2", store=ResultStore(store.root))   # no build folder, no weights
+    model = trained_model(cfg, fresh)
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
+    assert fresh.weights_path(cfg).exists() and not fresh.record_path(cfg).exists()
+    split = make_split(cfg.task)
+    assert evaluate(model, split.x_val, split.y_val)[1] == pytest.approx(rec["final_val_acc"], abs=1e-7)  # compact: 7 digits
