@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import lrdlib.model as M
+import lrdlib.core.model as M
 from lrdlib import seed_config
-from lrdlib.data import make_split
-from lrdlib.decay import make_decay
-from lrdlib.optim import build_optimizers, split_targets
-from lrdlib.training import BatchSampler, train_step
+from lrdlib.core.data import make_split
+from lrdlib.core.decay import make_decay
+from lrdlib.core.optim import build_optimizers, split_targets
+from lrdlib.core.training import BatchSampler, train_step
 
 HAND = M._attention
 

@@ -1,7 +1,7 @@
 """What does Newton-Schulz save over an SVD? Wall time of
 
-    ns_cubic5     lrdlib.newton_schulz.newton_schulz(W, 5, "cubic")    (the seed's LRD direction)
-    ns_quintic5   lrdlib.newton_schulz.newton_schulz(W, 5, "quintic")  (Muon's)
+    ns_cubic5     lrdlib.core.newton_schulz.newton_schulz(W, 5, "cubic")    (the seed's LRD direction)
+    ns_quintic5   lrdlib.core.newton_schulz.newton_schulz(W, 5, "quintic")  (Muon's)
     svd           torch.linalg.svd(W, full_matrices=False)             (exact U Vᵀ needs it)
     svdvals       torch.linalg.svdvals(W)                              (singular values only)
 
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from lrdlib.machine import processor
-from lrdlib.newton_schulz import newton_schulz
+from lrdlib.core.machine import processor
+from lrdlib.core.newton_schulz import newton_schulz
 
 DEFAULT_SIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 METHODS = {

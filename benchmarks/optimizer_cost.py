@@ -23,15 +23,15 @@ from pathlib import Path
 import torch
 import torch.optim._muon as torch_muon
 
-import lrdlib.decay as decay_mod
-import lrdlib.optim as optim_mod
+import lrdlib.core.decay as decay_mod
+import lrdlib.core.optim as optim_mod
 from lrdlib import seed_config
-from lrdlib.data import make_split
-from lrdlib.decay import apply_decay, make_decay
-from lrdlib.machine import processor
-from lrdlib.model import build_model
-from lrdlib.optim import OptimConfig, build_optimizers, split_targets
-from lrdlib.training import BatchSampler, train_step
+from lrdlib.core.data import make_split
+from lrdlib.core.decay import apply_decay, make_decay
+from lrdlib.core.machine import processor
+from lrdlib.core.model import build_model
+from lrdlib.core.optim import OptimConfig, build_optimizers, split_targets
+from lrdlib.core.training import BatchSampler, train_step
 
 ARMS = {
     "LRD + AdamW": lambda: seed_config("LRD", 0.005),

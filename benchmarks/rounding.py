@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from lrdlib import seed_config
-from lrdlib.survival import outcome
-from lrdlib.training import run
-from lrdlib.verify import compare_histories
+from lrdlib.analysis.survival import outcome
+from lrdlib.core.training import run
+from lrdlib.runs.verify import compare_histories
 
 VARIANTS = {"eager 1 thread": (False, 1), "eager 2 threads": (False, 2), "compiled 1 thread": (True, 1)}
 

@@ -1,5 +1,5 @@
 """Milliseconds per training step of the seed configuration (batch 512, fp32) for L2, LRD and
-Luon: lrdlib's loop, eager and compiled (``RunConfig(compile=True)``, ``lrdlib.model.compile_model``),
+Luon: lrdlib's loop, eager and compiled (``RunConfig(compile=True)``, ``lrdlib.core.model.compile_model``),
 against the seed-style reference loop (``seed_reference.py``), in the same run, from the same
 initial weights. Prints the ratio reference/lrdlib per method and mode.
 
@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_reference import RefTransformer, load_from_lrdlib, reference_batches, reference_setup, reference_step  # noqa: E402
 
 from lrdlib import seed_config  # noqa: E402
-from lrdlib.data import make_split  # noqa: E402
-from lrdlib.decay import make_decay  # noqa: E402
-from lrdlib.machine import processor  # noqa: E402
-from lrdlib.model import build_model, compile_model  # noqa: E402
-from lrdlib.optim import build_optimizers, split_targets  # noqa: E402
-from lrdlib.training import BatchSampler, train_step  # noqa: E402
+from lrdlib.core.data import make_split  # noqa: E402
+from lrdlib.core.decay import make_decay  # noqa: E402
+from lrdlib.core.machine import processor  # noqa: E402
+from lrdlib.core.model import build_model, compile_model  # noqa: E402
+from lrdlib.core.optim import build_optimizers, split_targets  # noqa: E402
+from lrdlib.core.training import BatchSampler, train_step  # noqa: E402
 
 
 def lrdlib_loop(method: str, device: str, compiled: bool = False):

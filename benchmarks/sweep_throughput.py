@@ -12,7 +12,7 @@ stop, process start-up and record writing included), for each way of running a s
 (The stacked many-runs-in-one-model mode was removed with ``lrdlib.batched``: on this CPU it was
 slower than the process pool, and no GPU measurement justified keeping a second training loop.)
 
-``--compile`` gives every lrdlib run ``compile=True`` (``lrdlib.model.compile_model``: full batches through
+``--compile`` gives every lrdlib run ``compile=True`` (``lrdlib.core.model.compile_model``: full batches through
 ``torch.compile``; each process compiles once, and that time is part of its wall time).
 
 Every lrdlib mode uses the seed's schedule too (``eval_every=200``, ``early_stop=True``) and a
@@ -66,11 +66,11 @@ from seed_reference import (  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from lrdlib import seed_config  # noqa: E402
-from lrdlib.cache import RunCache  # noqa: E402
-from lrdlib.data import make_split  # noqa: E402
-from lrdlib.machine import processor  # noqa: E402
-from lrdlib.model import build_model  # noqa: E402
-from lrdlib.sweep import run_sweep  # noqa: E402
+from lrdlib.core.data import make_split  # noqa: E402
+from lrdlib.core.machine import processor  # noqa: E402
+from lrdlib.core.model import build_model  # noqa: E402
+from lrdlib.runs.cache import RunCache  # noqa: E402
+from lrdlib.runs.sweep import run_sweep  # noqa: E402
 
 GRIDS = {
     "small": dict(fractions=[0.3, 0.6], rates=[1e-3, 1e-2], steps=300),

@@ -5,8 +5,8 @@
     python paper/build.py macros   [--results DIR]   only paper/macros.tex, and the list of pending sections
     python paper/build.py check    [--results DIR]   only the checks of paper/macros.py (no LaTeX needed)
     add --lenient to pdf/arxiv/check to report entries without a value as warnings (smoke/quick results)
-    python paper/build.py runtimes [--out FILE]      run_times.json from paper/results/sittings.jsonl and the store
-                                                     (pdf does this itself for the paper's own results)
+    python paper/build.py runtimes [--out FILE]      build/paper/run_times.json from the committed store's records
+                                                     (pdf, macros and check do this themselves for the paper's own results)
 
 ``--results`` (default paper/results/chapters) is the folder of chapter results files
 ``<notebook>.json``; ``--results build/results`` builds the text against the numbers of the last
@@ -37,6 +37,13 @@ APT = "apt-get install latexmk texlive-latex-recommended texlive-latex-extra tex
 
 
 # ---------------------------------------------------------------- macros and checks
+
+
+def refresh_run_times(results: Path) -> None:
+    """For the paper's own results, write the run times from the store to the build folder, where the
+    macros read them (``macros.run_times_file``); a build never writes into paper/results/."""
+    if results.resolve() == M.RESULTS.resolve():
+        write_run_times(M.RUN_TIMES, results)
 
 
 def make_macros(results: Path) -> M.MacroTable:
@@ -132,8 +139,7 @@ def latex_error(log: str) -> str:
 
 
 def build_pdf(results: Path, lenient: bool = False) -> Path:
-    if results == M.RESULTS.resolve():    # the paper's own results: the run times from the committed sittings log
-        write_run_times(results / "run_times.json")
+    refresh_run_times(results)
     make_macros(results)
     checks_ok = run_checks(results, lenient)
     need_latexmk()
@@ -242,76 +248,94 @@ def verify_arxiv(tarball: Path) -> None:
 # ---------------------------------------------------------------- run times
 
 
-def run_times(sittings: Path = ROOT / "paper" / "results" / "sittings.jsonl",
-              store: Path = ROOT / "paper" / "results" / "runs") -> dict:
-    """What the paper profile cost, measured: per notebook, the wall-clock seconds of its logged
-    sittings of ``make paper-runs`` (``lrdlib.chunks.sitting_totals``; ``seconds`` is null until the
-    notebook is complete and every sitting of it was timed), and for the whole store the number of
-    runs and the sum of their own measured training times (``wall_time_s``; a process pool trains
-    two at a time on 2 cores). ``total_seconds`` is null until every notebook is complete."""
-    from lrdlib.chunks import sitting_totals
-
-    stems = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    entries = [json.loads(line) for line in sittings.read_text().splitlines() if line.strip()] if sittings.exists() else []
-    per = sitting_totals(entries)
-    notebooks = {}
-    for stem in stems:
-        t = per.get(stem, {"seconds": 0.0, "seconds_timed": 0.0, "sittings": 0, "new_records": 0, "complete": False,
-                           "machines": []})
-        notebooks[stem] = {**t, "seconds": t["seconds"] if t["complete"] else None}
-    from lrdlib.store import ResultStore
-
-    walls = [r.get("wall_time_s") for r in ResultStore(store).records()]
-    done = [v["seconds"] for v in notebooks.values()]
-    machines = sorted({m for v in notebooks.values() for m in v["machines"]})
-    return {"notebooks": notebooks, "gpu": _gpu_part(entries, Path(store)),
-            "total_seconds": sum(done) if done and all(v is not None for v in done) else None,
-            "logged_seconds": sum(v["seconds_timed"] for v in notebooks.values()),
-            "complete": [s for s, v in notebooks.items() if v["complete"]],
-            "store": {"runs": len(walls), "train_seconds": round(sum(w or 0 for w in walls), 1)},
-            "machine": "; ".join(machines) or None, "verify": _verify_part(Path(store).parent / "verify.jsonl")}
-
-
-def _verify_part(log: Path) -> dict:
-    """``make verify``'s committed log in numbers (``lrdlib.verify.summarise_checks``)."""
-    from lrdlib.verify import summarise_checks
-
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    return summarise_checks(entries)
-
-
-def _gpu_part(entries: list[dict], store: Path) -> dict:
-    """The part of the paper profile made on a GPU: its sittings (time, new records), the stored runs
-    whose config names a CUDA device (steps trained) and the step-time benchmark on that device
+def run_times(store: Path = ROOT / "paper" / "results" / "runs", chapters: Path = M.RESULTS) -> dict:
+    """What the paper's runs cost, from the committed store's records alone: for the whole store the
+    number of runs, the steps they trained and the sum of their own measured training times
+    (``wall_time_s``; runs trained side by side each count their own time); the same per device type
+    (``cpu`` or the GPU's name, as each record names it) with the steps trained per second of a run;
+    per chapter the ``cost`` its results file reports (``<chapters>/<notebook>.json``: the runs it
+    uses, or its own-best searches' where that is its only cost); and the GPU step-time benchmark
     (``paper/results/benchmarks/step_time_cuda*.json``: ms per step, lrdlib eager and the seed-style loop)."""
-    gpu = [e for e in entries if str(e.get("machine", "")).startswith("cuda")]
-    from lrdlib.store import ResultStore
+    recs = list(_records(Path(store)))
+    by_device: dict[str, dict] = {}
+    for r in recs:
+        d = by_device.setdefault(_device_of(r), {"runs": 0, "steps": 0, "train_seconds": 0.0})
+        d["runs"] += 1
+        d["steps"] += int(r.get("steps_run") or 0)
+        d["train_seconds"] += float(r.get("wall_time_s") or 0.0)
+    for d in by_device.values():
+        d["train_seconds"] = round(d["train_seconds"], 1)
+        d["steps_per_second"] = d["steps"] / d["train_seconds"] if d["train_seconds"] else None
+    gpus = sorted(k for k in by_device if k != "cpu")
+    gpu = {"devices": gpus, "runs": sum(by_device[k]["runs"] for k in gpus),
+           "steps": sum(by_device[k]["steps"] for k in gpus),
+           "train_seconds": round(sum(by_device[k]["train_seconds"] for k in gpus), 1)}
+    gpu["steps_per_second"] = gpu["steps"] / gpu["train_seconds"] if gpu["train_seconds"] else None
+    gpu["step_time"] = _gpu_step_time(Path(store).parent / "benchmarks")
+    return {"store": {"runs": len(recs), "steps": sum(d["steps"] for d in by_device.values()),
+                      "train_seconds": round(sum(float(r.get("wall_time_s") or 0.0) for r in recs), 1)},
+            "by_device": by_device, "gpu": gpu, "chapters": _chapter_costs(Path(chapters))}
 
-    recs = list(ResultStore(store).records())
-    recs = [r for r in recs if str(r.get("config", {}).get("device", "cpu")).startswith("cuda")]
+
+def _records(store: Path):
+    """The store's records (``lrdlib.runs.store.ResultStore``; the files read directly, gzipped JSON
+    or plain, when that import fails)."""
+    try:
+        from lrdlib.runs.store import ResultStore
+    except ImportError:
+        ResultStore = None
+    if ResultStore is not None:
+        yield from ResultStore(store).records()
+        return
+    import gzip
+
+    for f in sorted(store.glob("*/*.json*")):
+        raw = f.read_bytes()
+        yield json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+
+
+def _device_of(record: dict) -> str:
+    """``cpu`` or the GPU's name: the record's ``device``, else its config's (a record without either is a CPU run)."""
+    dev = record.get("device") or record.get("config", {}).get("device") or "cpu"
+    return "cpu" if str(dev).startswith("cpu") else str(dev)
+
+
+def _gpu_step_time(benchmarks: Path) -> dict:
+    """``{method: ms per step}`` of the eager rows of ``step_time_cuda*.json``."""
     bench = {}
-    for p in sorted((store.parent / "benchmarks").glob("step_time_cuda*.json")):
+    for p in sorted(benchmarks.glob("step_time_cuda*.json")):
         b = json.loads(p.read_text())
         for row in b["rows"]:
             if row["mode"] == "eager":
                 bench[row["method"]] = {"lrdlib_ms": row["lrdlib_ms"], "reference_ms": row["reference_ms"],
                                         "ratio": row["ratio"], "device": b["device_name"], "torch": b["torch"]}
-    secs = sum(e.get("seconds") or 0.0 for e in gpu)
-    steps = int(sum(r.get("steps_run") or 0 for r in recs))
-    return {"sittings": len(gpu), "seconds": secs, "new_records": sum(e.get("new_records") or 0 for e in gpu),
-            "machines": sorted({e["machine"] for e in gpu}), "runs": len(recs), "steps": steps,
-            "steps_per_second": steps / secs if secs else None, "step_time": bench}
+    return bench
 
 
-def write_run_times(out: Path) -> dict:
-    """``run_times()`` to ``out`` (JSON), with a one-line summary."""
-    times = run_times()
+def _chapter_costs(chapters: Path) -> dict:
+    """``{notebook: cost}`` for each chapter results file that reports what its runs cost: its
+    ``cost`` (runs, steps, train_seconds, by_device), or, where that is absent, its own-best
+    searches' (``own_best.cost``, marked ``"part": "own_best"``)."""
+    out = {}
+    for p in sorted(chapters.glob("[0-9][0-9]_*.json")):
+        data = json.loads(p.read_text(encoding="utf-8"))
+        for part, cost in (("chapter", data.get("cost")), ("own_best", (data.get("own_best") or {}).get("cost"))):
+            if isinstance(cost, dict) and "train_seconds" in cost:
+                out[p.stem] = {k: cost[k] for k in ("runs", "steps", "train_seconds", "by_device") if k in cost}
+                out[p.stem]["part"] = part
+                break
+    return out
+
+
+def write_run_times(out: Path = M.RUN_TIMES, chapters: Path = M.RESULTS) -> dict:
+    """``run_times()`` to ``out`` (JSON; by default in the git-ignored build folder), with a one-line summary."""
+    times = run_times(chapters=chapters)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
-    st = times["store"]
-    print(f"wrote {M._display(out)}: complete {', '.join(times['complete']) or 'none'}; "
-          f"{times['logged_seconds'] / 3600:.1f} h of logged sittings; "
-          f"{st['runs']} stored runs, {st['train_seconds'] / 3600:.1f} h of training summed over runs")
+    st, g = times["store"], times["gpu"]
+    print(f"wrote {M._display(out)}: {st['runs']} stored runs, {st['steps']:,} steps, "
+          f"{st['train_seconds'] / 3600:.1f} h of training summed over runs; "
+          f"{g['runs']} of them on a GPU ({', '.join(g['devices']) or 'none'})")
     return times
 
 
@@ -322,7 +346,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["pdf", "arxiv", "macros", "check", "runtimes"])
     ap.add_argument("--results", type=Path, default=M.RESULTS, help="folder of <notebook>.json chapter results")
-    ap.add_argument("--out", type=Path, help="runtimes: output file (default <results>/run_times.json)")
+    ap.add_argument("--out", type=Path, help=f"runtimes: output file (default {M._display(M.RUN_TIMES)})")
     ap.add_argument("--lenient", action="store_true",
                     help="pdf/arxiv/check: entries whose present results file lacks their key are warnings, not errors "
                          "(smoke and quick results skip arms and fractions)")
@@ -333,14 +357,16 @@ def main(argv=None) -> None:
     elif a.command == "arxiv":
         build_arxiv(results, a.lenient)
     elif a.command == "macros":
+        refresh_run_times(results)
         t = make_macros(results)
         if t.errors:
             print("entries whose results file is present but has no value:\n  " + "\n  ".join(t.errors))
             sys.exit(1)
     elif a.command == "check":
+        refresh_run_times(results)
         sys.exit(0 if run_checks(results, a.lenient) else 1)
     else:
-        write_run_times(a.out or results / "run_times.json")
+        write_run_times(a.out or M.RUN_TIMES, results)
 
 
 if __name__ == "__main__":

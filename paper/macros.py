@@ -2,7 +2,9 @@
 
 ``paper/macros.yaml`` maps each macro name to a source: a chapter results file
 ``<results>/<from>.json`` (written by notebook ``notebooks/<from>.ipynb`` at PROFILE=paper, so
-``<results>`` is ``paper/results/chapters`` by default), a key path inside it, and optionally a
+``<results>`` is ``paper/results/chapters`` by default; ``from: run_times`` is the run times that
+``paper/build.py`` computes from the store's records into ``build/paper/run_times.json``, see
+``run_times_file``), a key path inside it, and optionally a
 reduction of a list (``agg``) and a format. ``write_macros`` turns the mapping into
 ``paper/macros.tex``, one ``\\newcommand`` per entry; an entry whose file does not exist yet is
 defined as ``\\pending{<notebook number>}`` (a small bold "[pending: 03]" in the PDF), so the
@@ -61,6 +63,9 @@ PAPER = Path(__file__).resolve().parent
 MAPPING = PAPER / "macros.yaml"
 RESULTS = PAPER / "results" / "chapters"
 MACROS_TEX = PAPER / "macros.tex"
+# The run times (``from: run_times``): computed from the committed store by paper/build.py into the
+# git-ignored build folder, never committed; see run_times_file.
+RUN_TIMES = PAPER.parent / "build" / "paper" / "run_times.json"
 FIGURES = PAPER.parent / "figures"
 
 # Commands that main.tex defines with \newcommand (tests check that this list and main.tex agree).
@@ -354,10 +359,25 @@ class MacroTable:
     errors: list[str] = field(default_factory=list)            # entries whose present file has no value
 
 
-def load_results(results: Path) -> dict[str, dict]:
-    """Every ``<stem>.json`` under ``results`` (NaN/Infinity accepted, as json.dumps writes them)."""
+def run_times_file(results: Path) -> Path:
+    """Where the ``run_times`` source of ``results`` is: for the paper's own results (``RESULTS``)
+    ``RUN_TIMES`` in the build folder, written from the store by ``paper/build.py`` (a
+    ``run_times.json`` in the results folder itself is ignored then); for any other results folder
+    its own ``run_times.json``."""
     results = Path(results)
-    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))} if results.is_dir() else {}
+    return RUN_TIMES if results.resolve() == RESULTS.resolve() else results / "run_times.json"
+
+
+def load_results(results: Path) -> dict[str, dict]:
+    """Every ``<stem>.json`` under ``results`` (NaN/Infinity accepted, as json.dumps writes them),
+    with ``run_times`` from ``run_times_file(results)`` when that file exists."""
+    results = Path(results)
+    files = {p.stem: json.loads(p.read_text(encoding="utf-8"))
+             for p in sorted(results.glob("*.json")) if p.name != "run_times.json"} if results.is_dir() else {}
+    rt = run_times_file(results)
+    if rt.exists():
+        files["run_times"] = json.loads(rt.read_text(encoding="utf-8"))
+    return files
 
 
 def build_table(mapping: dict[str, Macro], results: Path = RESULTS) -> MacroTable:
@@ -383,7 +403,7 @@ def missing_values(mapping: dict[str, Macro], results: Path = RESULTS) -> list[s
 
 
 def figure_profiles(figures: Path = FIGURES) -> dict[str, str]:
-    """``{figure name: profile that made it}`` from ``figures/profiles.json`` (``lrdlib.figures.save_figure``)."""
+    """``{figure name: profile that made it}`` from ``figures/profiles.json`` (``lrdlib.analysis.figures.save_figure``)."""
     path = Path(figures) / "profiles.json"
     return json.loads(path.read_text()) if path.exists() else {}
 

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from lrdlib import ModelConfig, RunConfig, TaskConfig, spectral, train
-from lrdlib.analysis import grok_table, history_frame, spectra_frame, tangential_frame
-from lrdlib.decay import DecayConfig, make_decay
-from lrdlib.matching import displacement_norm, match_strength
-from lrdlib.rank_control import RankController, RankControllerConfig, estimated_stable_rank
+from lrdlib import ModelConfig, RunConfig, TaskConfig, train
+from lrdlib.analysis.frames import grok_table, history_frame, spectra_frame, tangential_frame
+from lrdlib.core import spectral
+from lrdlib.core.decay import DecayConfig, make_decay
+from lrdlib.core.matching import displacement_norm, match_strength
+from lrdlib.core.rank_control import RankController, RankControllerConfig, estimated_stable_rank
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -77,7 +78,7 @@ def test_match_strength_hits_the_target_and_rejects_projections():
 
 
 def test_analysis_tables(tmp_path):
-    from lrdlib.cache import RunCache
+    from lrdlib.runs.cache import RunCache
     base = RunConfig(task=TaskConfig(p=11), model=ModelConfig(vocab_size=12, dim=16, heads=2, mlp_dim=32),
                      steps=20, eval_every=10)
     cache = RunCache(tmp_path)

@@ -1,4 +1,4 @@
-"""lrdlib.cache (records and weights on disk) and lrdlib.config (RunConfig: validation,
+"""lrdlib.runs.cache (records and weights on disk) and lrdlib.config (RunConfig: validation,
 dict round trip, key, replace, seed presets)."""
 import json
 import os
@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from lrdlib import cache as cache_mod
-from lrdlib.cache import RunCache, strict_json
-from lrdlib.config import METHODS, RECORD_VERSION, SEED_STRENGTH, RunConfig, seed_config
-from lrdlib.data import TaskConfig
-from lrdlib.decay import DecayConfig
-from lrdlib.model import ModelConfig
-from lrdlib.optim import OptimConfig
+from lrdlib.core.config import METHODS, RECORD_VERSION, SEED_STRENGTH, RunConfig, seed_config
+from lrdlib.core.data import TaskConfig
+from lrdlib.core.decay import DecayConfig
+from lrdlib.core.model import ModelConfig
+from lrdlib.core.optim import OptimConfig
+from lrdlib.runs import cache as cache_mod
+from lrdlib.runs import files as files_mod
+from lrdlib.runs.cache import RunCache, strict_json
+from lrdlib.runs.store import CorruptRecord
 
 SMALL = RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
                   steps=60, eval_every=20)
@@ -66,12 +68,14 @@ def test_different_config_different_key_and_no_hit(tmp_path):
         assert c.load(o) is None
 
 
-def test_record_with_wrong_key_is_absent(tmp_path):
+def test_record_with_wrong_key_is_an_error(tmp_path):
     c = RunCache(tmp_path)
-    c.save(SMALL, {"key": "somethingelse", "status": "ok"})
-    assert c.load(SMALL) is None
+    c.save(SMALL, {"key": "somethingelse", "config": SMALL.to_dict(), "status": "ok"})
+    with pytest.raises(CorruptRecord, match=SMALL.key()):
+        c.load(SMALL)
     c.save(SMALL, {"status": "ok"})  # no key at all
-    assert c.load(SMALL) is None
+    with pytest.raises(CorruptRecord, match="not a run record"):
+        c.load(SMALL)
 
 
 @pytest.mark.parametrize("content", [
@@ -79,19 +83,21 @@ def test_record_with_wrong_key_is_absent(tmp_path):
     b"\xff\xfe\x00\x81garbage",
     b"[1, 2, 3]",
 ], ids=["empty", "truncated-string", "open-brace", "text", "truncated-object", "binary", "json-list"])
-def test_corrupt_record_is_absent(tmp_path, content):
+def test_corrupt_record_is_an_error_naming_the_file(tmp_path, content):
     c = RunCache(tmp_path)
     tmp_path.mkdir(exist_ok=True)
     c.record_path(SMALL).write_bytes(content)
-    assert c.load(SMALL) is None
+    with pytest.raises(CorruptRecord, match=c.record_path(SMALL).name):
+        c.load(SMALL)
 
 
-def test_truncated_real_record_is_absent(tmp_path):
+def test_truncated_real_record_is_an_error(tmp_path):
     c = RunCache(tmp_path)
     c.save(SMALL, _record(SMALL))
     text = c.record_path(SMALL).read_text()
     c.record_path(SMALL).write_text(text[: len(text) // 2])
-    assert c.load(SMALL) is None
+    with pytest.raises(CorruptRecord, match="cannot be read"):
+        c.load(SMALL)
 
 
 def test_atomic_write_failure_keeps_old_file(tmp_path):
@@ -117,7 +123,7 @@ def test_save_record_failure_keeps_previous_record(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("killed")
 
-    monkeypatch.setattr(cache_mod.os, "replace", boom)
+    monkeypatch.setattr(files_mod.os, "replace", boom)
     with pytest.raises(OSError):
         c.save(SMALL, _record(SMALL, n=2))
     monkeypatch.undo()
@@ -134,7 +140,7 @@ def test_default_root_from_environment(tmp_path, monkeypatch):
 
 
 def test_key_stable_across_processes():
-    code = ("from lrdlib.config import seed_config; "
+    code = ("from lrdlib.core.config import seed_config; "
             "print(seed_config('LRD').key()); print(seed_config('Luon', 0.3, train_frac=0.3, p=97).key())")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
@@ -146,7 +152,7 @@ def test_key_format_and_record_version(monkeypatch):
     k = SMALL.key()
     assert re.fullmatch(r"[0-9a-f]{20}", k)
     assert SMALL.key() == k and RunConfig.from_dict(SMALL.to_dict()).key() == k
-    from lrdlib import config
+    from lrdlib.core import config
     monkeypatch.setattr(config, "RECORD_VERSION", RECORD_VERSION + 1)
     assert SMALL.key() != k
 
@@ -237,17 +243,18 @@ def test_changing_a_default_cannot_return_a_stale_record(tmp_path):
     """The key hashes the whole config, defaults included (so a default's value is in the key),
     and ``load`` returns a record only if its stored config equals the requested one: a record
     made when ``steps`` had another default can never come back for today's default."""
-    from lrdlib import config
+    from lrdlib.core import config
 
     blob = json.dumps({"v": config.RECORD_VERSION, "cfg": RunConfig().to_dict()}, sort_keys=True)
     assert RunConfig().key() == config.hashlib.sha256(blob.encode()).hexdigest()[:20]
     assert '"steps": 4000' in blob
     c = RunCache(tmp_path)
     c.save(SMALL, _record(SMALL))
-    # a record whose key matches but whose stored config differs (an old default) is not returned
+    # a record whose key matches but whose stored config differs (an old default) is refused
     other = SMALL.replace(seed=5)
     c.record_path(other).write_text(json.dumps({**_record(SMALL), "key": other.key()}))
-    assert c.load(other) is None
+    with pytest.raises(CorruptRecord, match=other.key()):
+        c.load(other)
 
 
 @pytest.mark.parametrize("a,b", [
@@ -319,8 +326,6 @@ def test_unreadable_weights_count_as_absent(tmp_path, content):
 
 
 def test_unwritable_cache_fails_before_training(tmp_path, monkeypatch):
-    import lrdlib.training as lt
-
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
@@ -328,9 +333,9 @@ def test_unwritable_cache_fails_before_training(tmp_path, monkeypatch):
         ro.chmod(0o700)
         (tmp_path / "file").write_text("x")
         ro = tmp_path / "file" / "sub"          # a path under a regular file is never writable
-    monkeypatch.setattr(lt, "run", lambda *a, **k: pytest.fail("trained before checking the cache"))
+    monkeypatch.setattr(cache_mod, "run", lambda *a, **k: pytest.fail("trained before checking the cache"))
     with pytest.raises(ValueError, match="not writable"):
-        lt.train(SMALL, cache=RunCache(ro))
+        cache_mod.train(SMALL, cache=RunCache(ro))
 
 
 def test_strict_json_takes_numpy_scalars_tuples_and_odd_keys():

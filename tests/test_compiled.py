@@ -1,5 +1,5 @@
 """RunConfig(compile=True): the training step through torch.compile (``compile_model``) and the
-compile-safe row gather (``gather_rows``), both in lrdlib.model. A compiled run is deterministic, follows
+compile-safe row gather (``gather_rows``), both in lrdlib.core.model. A compiled run is deterministic, follows
 the eager run to rounding, compiles full batches only, and has its own cache key."""
 import importlib
 import shutil
@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrdlib.config import RunConfig
-from lrdlib.data import TaskConfig
-from lrdlib.model import ModelConfig, _GatherRows, build_model, compile_model, gather_rows
+from lrdlib.core.config import RunConfig
+from lrdlib.core.data import TaskConfig
+from lrdlib.core.model import ModelConfig, _GatherRows, build_model, compile_model, gather_rows
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-lt = importlib.import_module("lrdlib.training")
+lt = importlib.import_module("lrdlib.core.training")
 
 # 264 training pairs, batches of 64: 4 full batches and a short one (8) per epoch
 BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
@@ -97,9 +97,9 @@ def compiled_pair():
     mp.setattr(lt, "compile_model", spy)
     try:
         cfg = BASE.replace(compile=True)
-        first = lt.train(cfg, use_cache=False, progress=False)
+        first = lt.run(cfg, progress=False)[0]
         n_first = calls["n"]
-        second = lt.train(cfg, use_cache=False, progress=False)
+        second = lt.run(cfg, progress=False)[0]
     finally:
         mp.undo()
     return first, second, n_first
@@ -119,7 +119,7 @@ def test_only_full_batches_are_compiled(compiled_pair):
 
 def test_compiled_run_follows_the_eager_run(compiled_pair):
     comp = compiled_pair[0]["history"]
-    eager = lt.train(BASE, use_cache=False, progress=False)["history"]
+    eager = lt.run(BASE, progress=False)[0]["history"]
     assert comp["step"] == eager["step"]
     torch.testing.assert_close(torch.tensor(comp["train_loss"]), torch.tensor(eager["train_loss"]),
                                rtol=1e-3, atol=1e-4)

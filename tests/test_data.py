@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from lrdlib.data import (
+from lrdlib.core.data import (
     OPS,
     RECALL_DATA_SEED,
     Split,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrdlib import decay as dc
-from lrdlib.decay import Decay, DecayConfig, apply_decay, available_decays, make_decay, register_decay
+from lrdlib.core import decay as dc
+from lrdlib.core.decay import Decay, DecayConfig, apply_decay, available_decays, make_decay, register_decay
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -59,7 +59,7 @@ def test_lrd_ns(steps, poly):
 
 
 def test_lrd_ns_polar_express_schedule():
-    from lrdlib.newton_schulz import newton_schulz, ns_response
+    from lrdlib.core.newton_schulz import newton_schulz, ns_response
 
     W = _stack(2)
     d = make_decay(DecayConfig("lrd_ns", 0.05, ns_steps=4, ns_poly="polar_express"))
@@ -198,10 +198,10 @@ def test_register_new_decay_end_to_end():
     assert register_decay(kind)(SignDecay) is SignDecay
 
     # and through a (tiny) training run
-    from lrdlib.config import RunConfig
-    from lrdlib.data import TaskConfig
-    from lrdlib.model import ModelConfig
-    from lrdlib.training import train
+    from lrdlib.core.config import RunConfig
+    from lrdlib.core.data import TaskConfig
+    from lrdlib.core.model import ModelConfig
+    from lrdlib.runs.cache import train
     calls.clear()
     run = RunConfig(task=TaskConfig(p=5), model=ModelConfig(vocab_size=6, dim=8, heads=2, mlp_dim=16),
                     decay=cfg, steps=4, eval_every=2, batch_size=8)
@@ -244,3 +244,27 @@ def test_registry_is_the_module_registry():
                       ("svt", dc.SingularValueShrink)]:
         assert type(make_decay(DecayConfig(kind, 0.1))) is cls
     assert type(make_decay(DecayConfig("lowrank", rank=1))) is dc.LowRankProjection
+
+
+def test_a_users_decay_is_cached_by_its_code_not_only_its_name():
+    """Editing ``apply`` of a decay registered outside lrdlib changes the key of its runs (no stale
+    record is read back); the decays of lrdlib keep the keys of the committed store."""
+    from lrdlib.core.config import RunConfig
+    from lrdlib.core.decay import _REGISTRY, decay_code
+
+    def make(scale):
+        body = f"def apply(self, W, step):\n    return W - {scale} * self.cfg.strength * W\n"
+        ns = {}
+        exec(body, ns)
+        return type("EditedDecay", (Decay,), {"apply": ns["apply"], "__module__": "user_code"})
+
+    try:
+        register_decay("user_edited")(make(1.0))
+        cfg = RunConfig(decay=DecayConfig("user_edited", 0.1))
+        before = cfg.key()
+        _REGISTRY.pop("user_edited")
+        register_decay("user_edited")(make(2.0))
+        assert cfg.key() != before and decay_code("user_edited") is not None
+    finally:
+        _REGISTRY.pop("user_edited", None)
+    assert decay_code("lrd_ns") is None and decay_code("none") is None

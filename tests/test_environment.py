@@ -18,7 +18,8 @@ def test_environment_matches_pyproject():
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = proj["optional-dependencies"]
     assert "lrdlib[test]" in extras["dev"]
-    specs = proj["dependencies"] + extras["test"] + [s for s in extras["dev"] if not s.startswith("lrdlib[")]
+    specs = [s for group in (proj["dependencies"], extras["cluster"], extras["test"], extras["dev"]) for s in group
+             if not s.startswith("lrdlib[")]
     pip_deps = dict(_split(s) for s in specs)
     pip_deps = {CONDA_NAMES.get(k, k): v.replace("==", "=") for k, v in pip_deps.items()}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
@@ -30,11 +31,15 @@ def test_environment_matches_pyproject():
     assert proj["requires-python"] == ">=3.11"
 
 
-def test_torch_pin_lives_in_the_constraints_file_the_makefile_uses():
+def test_pins_live_in_the_constraints_file_the_makefile_uses():
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "torch>=2.9" in proj["dependencies"]           # what the package needs (torch.optim.Muon)
-    pins = [ln for ln in (ROOT / "constraints.txt").read_text().splitlines() if ln and not ln.startswith("#")]
-    assert pins == ["torch==2.13.0"]                      # the CPU build on local disk, the figures' version
+    pins = dict(ln.split("==") for ln in (ROOT / "constraints.txt").read_text().splitlines() if ln and not ln.startswith("#"))
+    assert pins["torch"] == "2.13.0"                      # the CPU build on local disk, the figures' version
+    # byte-stable figures need the plotting and font libraries pinned too; every pin is exact
+    assert {"matplotlib", "fonttools", "pillow", "seaborn", "numpy", "scipy"} <= set(pins)
+    declared = {s.split(">=")[0] for s in proj["dependencies"]}
+    assert {"numpy", "scipy", "pandas", "matplotlib", "seaborn"} <= declared
     make = (ROOT / "Makefile").read_text()
     assert make.count("-c constraints.txt") >= 2 and "torch==" not in make
 

@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 
-from lrdlib import figures as F  # noqa: E402
+from lrdlib.analysis import figures as F  # noqa: E402
 
 ARMS = ["L2 (seed, wd 0.1)", "L2 (wd 1.0)", "LRD (seed, α 0.005)", "Luon (seed, λ 0.5)",
         "SVT (ℓ1 on σ)", "exact polar", "low-rank projection", "no decay"]
@@ -42,7 +42,7 @@ def test_bad_width_names_the_valid_ones():
 
 
 def test_saved_figure_fonts_at_least_7pt(tmp_path, monkeypatch):
-    monkeypatch.setenv("LRD_FIGURES_DIR", str(tmp_path))
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
     fig, axes = F.figure("full", height=2.2, ncols=2)
     F.plot_spread(axes[0], _tidy(), "acc")
     F.draw_ceiling(axes[0], 0.5)
@@ -59,7 +59,7 @@ def test_saved_figure_fonts_at_least_7pt(tmp_path, monkeypatch):
 
 
 def test_small_text_is_caught_and_warned(tmp_path, monkeypatch):
-    monkeypatch.setenv("LRD_FIGURES_DIR", str(tmp_path))
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
     fig, ax = F.figure("single")
     ax.set_title("tiny", fontsize=5)
     assert any("tiny" in s for s in F.small_text(fig))
@@ -144,9 +144,8 @@ def test_grok_outcomes_many_censored_runs_get_one_label():
 def test_profile_of_each_figure_is_recorded_and_a_paper_figure_is_kept(tmp_path, monkeypatch):
     """figures/profiles.json names the profile that made each figure; a smoke or quick run writes
     beside a paper-profile figure (build/figures/<profile>/), never over it."""
-    figs, results = tmp_path / "figures", tmp_path / "build" / "results"
-    monkeypatch.setenv("LRD_FIGURES_DIR", str(figs))
-    monkeypatch.setenv("LRD_RESULTS_DIR", str(results))
+    figs = tmp_path / "figures"
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
 
     def draw(title):
         fig, ax = F.figure("single")
@@ -159,7 +158,7 @@ def test_profile_of_each_figure_is_recorded_and_a_paper_figure_is_kept(tmp_path,
     assert F.figure_profiles() == {"demo": "paper"}
     paper_pdf = (figs / "demo.pdf").read_bytes()
     out = F.save_figure(draw("a later quick one"), "demo", profile="quick")
-    assert out == [tmp_path / "build" / "figures" / "quick" / "demo.pdf", tmp_path / "build" / "figures" / "quick" / "demo.png"]
+    assert out == [figs / "quick" / "demo.pdf", figs / "quick" / "demo.png"]
     assert (figs / "demo.pdf").read_bytes() == paper_pdf and out[0].read_bytes() != paper_pdf
     assert F.figure_profiles() == {"demo": "paper"}
     F.save_figure(draw("no profile"), "other")                             # ad hoc: figures/, nothing recorded
@@ -169,7 +168,7 @@ def test_profile_of_each_figure_is_recorded_and_a_paper_figure_is_kept(tmp_path,
 
 
 def test_committed_figures_all_have_a_profile():
-    from lrdlib.paths import repo_root
+    from lrdlib.runs.paths import repo_root
 
     root = repo_root()
     made = F.figure_profiles(root / "figures")
@@ -188,7 +187,7 @@ def _strict(text):
 
 def test_chapter_results_are_strict_json_with_null_for_non_finite(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    monkeypatch.setenv("LRD_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
     monkeypatch.setenv("LRD_STORE_DIR", str(tmp_path / "paper" / "results" / "runs"))
     res = {"profile": "paper", "KM median": float("inf"), "q25": np.float64("nan"), "n": np.int64(5),
            "steps": [100.0, float("-inf")], "t": torch.tensor(0.5), "ok": np.bool_(True)}
@@ -200,7 +199,7 @@ def test_chapter_results_are_strict_json_with_null_for_non_finite(tmp_path, monk
 
 
 def test_committed_chapter_results_are_strict_json():
-    from lrdlib.paths import repo_root
+    from lrdlib.runs.paths import repo_root
 
     files = sorted((repo_root() / "paper" / "results" / "chapters").glob("*.json"))
     assert files, "no committed chapter results found"

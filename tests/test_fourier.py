@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from lrdlib import fourier as fo
-from lrdlib.cache import RunCache
-from lrdlib.checkpoints import measure_along, measure_many, states_along
-from lrdlib.config import RunConfig
-from lrdlib.data import TaskConfig
-from lrdlib.model import ModelConfig, build_model
-from lrdlib.training import run, train
+from lrdlib.analysis import fourier as fo
+from lrdlib.core.config import RunConfig
+from lrdlib.core.data import TaskConfig
+from lrdlib.core.model import ModelConfig, build_model
+from lrdlib.core.training import run
+from lrdlib.runs.cache import RunCache, train
+from lrdlib.runs.checkpoints import measure_along, measure_many, states_along
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -227,7 +227,7 @@ def test_measure_along_caches_measures_and_record(tmp_path, monkeypatch):
     assert isinstance(m["keys"], list) and isinstance(m["embedding_keys"], list) and len(m["logit_key_share"]) == 3
     assert all(math.isfinite(v) for k in ("train_loss", "val_loss", "excluded_loss", "gini") for v in m[k])
     assert train(TINY, cache=cache, progress=False)["history"] == rec["history"]   # read back, same record
-    import lrdlib.checkpoints as ck
+    import lrdlib.runs.checkpoints as ck
     monkeypatch.setattr(ck, "states_along", lambda *a, **k: pytest.fail("retrained a cached measure"))
     rec2, m2 = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=cache)
     assert m2 == m and rec2["key"] == rec["key"]
@@ -254,14 +254,14 @@ def test_measure_many_in_a_process_pool_equals_in_process(tmp_path):
 
 
 def test_measures_are_committed_with_the_store_and_read_on_a_fresh_machine(tmp_path, monkeypatch):
-    from lrdlib.store import ResultStore
+    from lrdlib.runs.store import ResultStore
 
     store = ResultStore(tmp_path / "results" / "runs")
     rec, m = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=RunCache(tmp_path / "cache", store=store))
     assert store.measures_path(TINY.key(), fo.FOURIER_TAG, 20).exists()
     assert store.measures_root == tmp_path / "results" / "measures"
     assert len(store.files()) == 1          # the measures are not taken for records
-    import lrdlib.checkpoints as ck
+    import lrdlib.runs.checkpoints as ck
     monkeypatch.setattr(ck, "states_along", lambda *a, **k: pytest.fail("retrained a committed measure"))
     fresh = RunCache(tmp_path / "new-machine-cache", store=ResultStore(store.root))   # no build folder
     assert measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=fresh) == (rec, m)
@@ -269,7 +269,7 @@ def test_measures_are_committed_with_the_store_and_read_on_a_fresh_machine(tmp_p
 
 def test_measures_of_the_same_run_made_on_the_other_device_are_read(tmp_path, monkeypatch):
     """A CPU notebook reads the record and measures of its config made on a GPU (and back)."""
-    from lrdlib.store import ResultStore
+    from lrdlib.runs.store import ResultStore
 
     store = ResultStore(tmp_path / "runs")
     rec, m = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=RunCache(tmp_path / "c1", store=store))
@@ -281,7 +281,7 @@ def test_measures_of_the_same_run_made_on_the_other_device_are_read(tmp_path, mo
     dst.write_text(src.read_text().replace(TINY.key(), gpu.key()))
     store.path(TINY.key()).unlink()
     src.unlink()
-    import lrdlib.checkpoints as ck
+    import lrdlib.runs.checkpoints as ck
     monkeypatch.setattr(ck, "states_along", lambda *a, **k: pytest.fail("retrained a run the store holds"))
     rec2, m2 = measure_along(TINY, 20, fo.progress, fo.FOURIER_TAG, cache=RunCache(tmp_path / "c2", store=store))
     assert rec2["key"] == gpu.key() and rec2["config"]["device"] == "cuda" and m2 == m

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lrdlib import seed_config
-from lrdlib.mechanism import (
+from lrdlib.analysis.mechanism import (
     adamw_equilibrium_angle,
     adamw_equilibrium_norm,
     luon_lambda_ratio,

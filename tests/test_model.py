@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrdlib.data import all_pairs
-from lrdlib.model import ModelConfig, Transformer, build_model, short_attention
+from lrdlib.core.data import all_pairs
+from lrdlib.core.model import ModelConfig, Transformer, build_model, short_attention
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

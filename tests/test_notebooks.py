@@ -35,15 +35,12 @@ def test_notebook_runs_at_smoke(nb, sandbox, monkeypatch):
     papermill = pytest.importorskip("papermill")
     from jupyter_client.kernelspec import KernelSpecManager
 
-    for var, sub in (("LRD_CACHE_DIR", "cache"), ("LRD_FIGURES_DIR", "figures"), ("LRD_RESULTS_DIR", "results")):
-        monkeypatch.setenv(var, str(sandbox / sub))
+    monkeypatch.setenv("LRD_CACHE_DIR", str(sandbox / "cache"))
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(sandbox))   # figures/ and results/ there
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    # records go through the paper profile's store too, thinned hard (4 spectra evaluations kept: a smoke
-    # run with more, e.g. 08's progress and resizing runs with 7, is thinned), so a figure that assumes
-    # full-length series fails here, not at the end of a paper sitting
+    # records go through a results store too (set LRD_STORE_DIR: a store at every profile), so the compact
+    # records' code path (thinned spectra) runs here, not first at the paper profile
     monkeypatch.setenv("LRD_STORE_DIR", str(sandbox / "store"))
-    monkeypatch.setenv("LRD_STORE_ALL_PROFILES", "1")
-    monkeypatch.setenv("LRD_STORE_MAX_POINTS", "4")
     kernel = "lrd-companion" if "lrd-companion" in KernelSpecManager().find_kernel_specs() else "python3"
     out = sandbox / nb.name
     papermill.execute_notebook(str(nb), str(out), parameters={"profile": "smoke", "device": "cpu"},

@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from lrdlib.config import seed_config
-from lrdlib.model import ModelConfig, build_model
-from lrdlib.optim import Luon, OptimConfig, build_optimizers, split_targets
+from lrdlib.core.config import seed_config
+from lrdlib.core.model import ModelConfig, build_model
+from lrdlib.core.optim import Luon, OptimConfig, build_optimizers, split_targets
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -16,7 +16,7 @@ QK = ("q_proj", "k_proj")
 
 
 def _ns_ref(W, steps=5, poly="cubic"):
-    """Seed-style Newton-Schulz on one matrix, written independently of lrdlib.newton_schulz."""
+    """Seed-style Newton-Schulz on one matrix, written independently of lrdlib.core.newton_schulz."""
     eps = {"cubic": 1e-8, "quintic": 1e-7}[poly]
     X = W / (torch.linalg.norm(W) + eps)
     I = torch.eye(X.shape[1], dtype=X.dtype)

@@ -1,6 +1,6 @@
 """Arms at their own best strength (lrdlib.own_best, notebooks 05 and 06): the rounds that drive
 several searches, the runs at a fixed strength read back as trials, the verdict sentences
-(lrdlib.verdicts.groks_at_own_best, faster_at_own_best), and the fused-vs-decoupled arm of 06
+(lrdlib.analysis.verdicts.groks_at_own_best, faster_at_own_best), and the fused-vs-decoupled arm of 06
 built from existing knobs (Luon λ = 0 + the lrd_ns decay: the same Newton-Schulz code as Luon)."""
 import math
 
@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from lrdlib.config import seed_config
-from lrdlib.decay import DecayConfig, apply_decay, make_decay
-from lrdlib.newton_schulz import newton_schulz
-from lrdlib.optim import Luon, OptimConfig
-from lrdlib.own_best import by_seed, drive, fixed_points, summarise, trials_at
-from lrdlib.search import Point, Search
-from lrdlib.survival import paired_comparison
-from lrdlib.verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS, faster_at_own_best, groks_at_own_best
+from lrdlib.analysis.survival import by_seed, paired_comparison, summarise
+from lrdlib.analysis.verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS, faster_at_own_best, groks_at_own_best
+from lrdlib.core.config import seed_config
+from lrdlib.core.decay import DecayConfig, apply_decay, make_decay
+from lrdlib.core.newton_schulz import newton_schulz
+from lrdlib.core.optim import Luon, OptimConfig
+from lrdlib.runs.own_best import drive, fixed_points, trials_at
+from lrdlib.runs.search import Point, Search
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -122,7 +122,7 @@ def test_groks_at_own_best_branches():
 def paired_row(a_times, b_times, budget=20000):
     a = {s: (t, t < budget) for s, t in enumerate(a_times)}
     b = {s: (t, t < budget) for s, t in enumerate(b_times)}
-    from lrdlib.survival import km_median
+    from lrdlib.analysis.survival import km_median
     med = lambda d: km_median([t for t, _ in d.values()], [e for _, e in d.values()])
     return {"a_median": med(a), "b_median": med(b), **paired_comparison(a, b, n_boot=400, seed=0)}
 

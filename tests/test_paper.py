@@ -251,51 +251,88 @@ def test_flatten_inlines_inputs_and_drops_comments(tmp_path):
     assert B.figures_used(flat) == ["03_rank"]
 
 
-def test_run_times_from_the_sittings_log_and_the_store(tmp_path):
-    log, store = tmp_path / "sittings.jsonl", tmp_path / "runs"
-    rows = [{"notebook": "01_scale_invariance", "status": "complete", "seconds": 60.0, "machine": "cpu, 2 cores"},
-            {"notebook": "03_grokking_mechanism", "status": "deadline", "seconds": 3600.0, "machine": "cpu, 2 cores"},
-            {"notebook": "03_grokking_mechanism", "status": "complete", "seconds": 1800.0, "machine": "cpu, 2 cores"},
-            {"notebook": "04_phase_diagram", "status": "deadline", "seconds": 900.0, "machine": "cpu, 2 cores"}]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (store / "ab").mkdir(parents=True)
-    (store / "ab" / "ab1.json").write_text(json.dumps({"wall_time_s": 10.5}))
-    (store / "ab" / "ab2.json").write_text(json.dumps({"wall_time_s": 20.0}))
-    t = B.run_times(log, store)
-    nb = t["notebooks"]
-    assert nb["01_scale_invariance"]["seconds"] == 60.0
-    assert nb["03_grokking_mechanism"]["seconds"] == 5400.0 and nb["03_grokking_mechanism"]["sittings"] == 2
-    assert nb["04_phase_diagram"]["seconds"] is None and nb["04_phase_diagram"]["seconds_timed"] == 900.0
-    assert nb["05_ablations"]["seconds"] is None and nb["05_ablations"]["sittings"] == 0   # never run
-    assert t["total_seconds"] is None                      # not every notebook is complete
-    assert t["logged_seconds"] == 6360.0
-    assert t["complete"] == ["01_scale_invariance", "03_grokking_mechanism"]
-    assert t["store"] == {"runs": 2, "train_seconds": 30.5} and t["machine"] == "cpu, 2 cores"
-    assert t["gpu"]["sittings"] == 0 and t["gpu"]["steps_per_second"] is None and t["gpu"]["step_time"] == {}
-    assert t["verify"]["checks"] == 0                      # no verify.jsonl beside the store
-    (tmp_path / "verify.jsonl").write_text(json.dumps({"runs": [{"made_here": False, "equal": False,
-                                                                 "first_step_differing": 300}]}) + "\n")
-    assert B.run_times(log, store)["verify"]["other"] == {"replayed": 1, "identical": 0, "first_step_differing_min": 300,
-                                                          "first_step_differing_max": 300}
-
-
-def test_run_times_count_the_gpu_part_apart(tmp_path):
-    log, store = tmp_path / "sittings.jsonl", tmp_path / "runs"
-    rows = [{"notebook": "07_effective_learning_rate", "status": "deadline", "seconds": 100.0, "machine": "cpu, 2 cores"},
-            {"notebook": "07_effective_learning_rate", "status": "deadline", "seconds": 50.0, "new_records": 2,
-             "machine": "cuda, NVIDIA H100 80GB HBM3"}]
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (store / "ab").mkdir(parents=True)
-    for i, (dev, steps) in enumerate([("cuda", 3000), ("cuda", 2000), ("cpu", 700)]):
-        (store / "ab" / f"ab{i}.json").write_text(json.dumps({"wall_time_s": 1.0, "steps_run": steps, "config": {"device": dev}}))
-    (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / "step_time_cuda_x.json").write_text(json.dumps({"device_name": "H100", "torch": "2.x", "rows": [
+def _store_and_chapters(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """Two CUDA-made and two CPU runs (the store's reader stubbed: these are not full run records), a
+    benchmarks folder beside the store and a chapters folder."""
+    store, chapters = tmp_path / "results" / "runs", tmp_path / "results" / "chapters"
+    store.mkdir(parents=True)
+    runs = [("NVIDIA H100 80GB HBM3", "cuda", 3000, 20.0), ("NVIDIA H100 80GB HBM3", "cuda", 2000, 30.0),
+            ("cpu", "cpu", 700, 10.5), (None, "cpu", 300, 20.0)]           # the last names no device: a CPU run
+    recs = []
+    for dev, cfg_dev, steps, wall in runs:
+        recs.append({"wall_time_s": wall, "steps_run": steps, "config": {"device": cfg_dev}})
+        if dev:
+            recs[-1]["device"] = dev
+    monkeypatch.setattr(B, "_records", lambda where: iter(recs) if where == store else iter(()))
+    (store.parent / "benchmarks").mkdir()
+    (store.parent / "benchmarks" / "step_time_cuda_x.json").write_text(json.dumps({"device_name": "H100", "torch": "2.x", "rows": [
         {"method": "LRD", "mode": "eager", "lrdlib_ms": 7.5, "reference_ms": 19.0, "ratio": 2.53},
         {"method": "LRD", "mode": "compiled", "lrdlib_ms": 1.0, "reference_ms": 19.0, "ratio": 19.0}]}))
-    g = B.run_times(log, store)["gpu"]
-    assert g["sittings"] == 1 and g["seconds"] == 50.0 and g["new_records"] == 2 and g["machines"] == ["cuda, NVIDIA H100 80GB HBM3"]
-    assert g["runs"] == 2 and g["steps"] == 5000 and g["steps_per_second"] == 100.0
+    chapters.mkdir()
+    cost = {"runs": 3, "steps": 5700, "train_seconds": 60.5, "devices": ["NVIDIA H100 80GB HBM3", "cpu"],
+            "by_device": {"NVIDIA H100 80GB HBM3": 2, "cpu": 1}}
+    (chapters / "04_phase_diagram.json").write_text(json.dumps({"profile": "paper", "cost": cost}))
+    (chapters / "05_ablations.json").write_text(json.dumps({"own_best": {"cost": {"runs": 1, "steps": 300, "train_seconds": 20.0,
+                                                                                    "by_device": {"cpu": 1}}}}))
+    (chapters / "02_polar_geometry.json").write_text(json.dumps({"cost": [{"rows": []}]}))   # a benchmark, not a run cost
+    (chapters / "01_scale_invariance.json").write_text(json.dumps({"profile": "paper"}))
+    return store, chapters
+
+
+def test_run_times_from_the_store_records_alone(tmp_path, monkeypatch):
+    store, chapters = _store_and_chapters(tmp_path, monkeypatch)
+    t = B.run_times(store, chapters)
+    assert set(t) == {"store", "by_device", "gpu", "chapters"}          # nothing from a log of sittings or checks
+    assert t["store"] == {"runs": 4, "steps": 6000, "train_seconds": 80.5}
+    assert t["by_device"] == {"NVIDIA H100 80GB HBM3": {"runs": 2, "steps": 5000, "train_seconds": 50.0, "steps_per_second": 100.0},
+                              "cpu": {"runs": 2, "steps": 1000, "train_seconds": 30.5, "steps_per_second": 1000 / 30.5}}
+    g = t["gpu"]
+    assert g["devices"] == ["NVIDIA H100 80GB HBM3"] and g["runs"] == 2 and g["steps"] == 5000
+    assert g["train_seconds"] == 50.0 and g["steps_per_second"] == 100.0
     assert g["step_time"] == {"LRD": {"lrdlib_ms": 7.5, "reference_ms": 19.0, "ratio": 2.53, "device": "H100", "torch": "2.x"}}
+    assert t["chapters"] == {
+        "04_phase_diagram": {"runs": 3, "steps": 5700, "train_seconds": 60.5, "by_device": {"NVIDIA H100 80GB HBM3": 2, "cpu": 1},
+                             "part": "chapter"},
+        "05_ablations": {"runs": 1, "steps": 300, "train_seconds": 20.0, "by_device": {"cpu": 1}, "part": "own_best"}}
+
+
+def test_run_times_without_a_gpu_run(tmp_path, monkeypatch):
+    store, chapters = tmp_path / "runs", tmp_path / "chapters"
+    monkeypatch.setattr(B, "_records", lambda where: iter([{"wall_time_s": 10.0, "steps_run": 100, "device": "cpu"}]))
+    t = B.run_times(store, chapters)                                    # no chapters folder: no chapter costs
+    assert t["store"] == {"runs": 1, "steps": 100, "train_seconds": 10.0} and t["chapters"] == {}
+    assert t["gpu"] == {"devices": [], "runs": 0, "steps": 0, "train_seconds": 0, "steps_per_second": None, "step_time": {}}
+
+
+def test_run_times_read_record_files_when_the_store_module_is_missing(tmp_path, monkeypatch):
+    import gzip
+
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "ab1.json.gz").write_bytes(gzip.compress(json.dumps({"wall_time_s": 1.5}).encode()))
+    (tmp_path / "ab" / "ab2.json").write_text(json.dumps({"wall_time_s": 2.0}))
+    monkeypatch.setitem(sys.modules, "lrdlib.runs.store", None)         # its import fails
+    assert sorted(r["wall_time_s"] for r in B._records(tmp_path)) == [1.5, 2.0]
+
+
+def test_run_times_go_to_the_build_folder_not_the_results(tmp_path, monkeypatch):
+    """The paper's run times are read from build/paper/run_times.json (M.RUN_TIMES), which build.py
+    writes; a run_times.json in paper/results/chapters is ignored; any other results folder keeps its own."""
+    store, chapters = _store_and_chapters(tmp_path, monkeypatch)
+    out = tmp_path / "build" / "paper" / "run_times.json"
+    monkeypatch.setattr(M, "RUN_TIMES", out)
+    monkeypatch.setattr(M, "RESULTS", chapters)
+    times = {"store": {"runs": 4, "steps": 6000, "train_seconds": 80.5}, "gpu": {"runs": 2, "devices": ["H100"]}}
+    monkeypatch.setattr(B, "run_times", lambda chapters=None: times)
+    (chapters / "run_times.json").write_text(json.dumps({"store": {"runs": 99}}))   # a stale committed copy
+    assert M.run_times_file(chapters) == out and M.run_times_file(tmp_path / "other") == tmp_path / "other" / "run_times.json"
+    assert "run_times" not in M.load_results(chapters)                 # not written yet: pending, not the stale copy
+    B.refresh_run_times(tmp_path / "other")                             # not the paper's results: writes nothing
+    assert not out.exists()
+    before = sorted(p.name for p in chapters.iterdir())
+    B.refresh_run_times(chapters)
+    assert json.loads(out.read_text()) == times
+    assert sorted(p.name for p in chapters.iterdir()) == before         # nothing written into the results folder
+    assert M.load_results(chapters)["run_times"] == times
 
 
 # ---------------------------------------------------------------- the repository's manuscript
@@ -327,6 +364,30 @@ def test_repository_mapping_loads():
 def test_repository_text_passes_every_check():
     found = M.check()                       # against paper/results/chapters, whatever is present there
     assert all(not v for v in found.values()), found
+
+
+def test_repository_run_time_macros_come_from_the_store():
+    """Every ``from: run_times`` macro has a value in the run times computed from the committed store's
+    records (and the chapters' ``cost``), and the store's totals add up over the device types."""
+    t = B.run_times()
+    assert t["store"]["runs"] == sum(d["runs"] for d in t["by_device"].values()) > 0
+    assert t["store"]["steps"] == sum(d["steps"] for d in t["by_device"].values())
+    rt = [m for m in M.load_mapping().values() if m.source == "run_times"]
+    assert rt
+    for m in rt:
+        v = M.value_of(m, t)
+        assert v is not M.NULL, m.name
+
+
+def test_paper_names_no_sittings_log():
+    """The manuscript and its tooling use the store alone: no sittings or verify log, no run_times.json
+    among the committed results, no lrdlib.chunks, no `make paper-runs`."""
+    gone = ("sittings.jsonl", "verify.jsonl", "lrdlib.chunks", "paper-runs", "chapters/run_times.json", "sitting")
+    for f in sorted(PAPER.rglob("*")):
+        if (f.suffix in {".tex", ".py", ".yaml", ".md", ".bib"} and f.name != "macros.tex"
+                and "runs" not in f.relative_to(PAPER).parts):
+            text = f.read_text(encoding="utf-8").lower()
+            assert not [g for g in gone if g in text], f
 
 
 def test_repository_figures_exist_and_are_referenced():

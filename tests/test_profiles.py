@@ -2,7 +2,7 @@
 import pytest
 
 from lrdlib import seed_config
-from lrdlib.profiles import SEED_RUN_ARMS, SEED_RUN_TRAIN_FRAC, seed_run_budget, seed_runs
+from lrdlib.runs.profiles import SEED_RUN_ARMS, SEED_RUN_TRAIN_FRAC, seed_run_budget, seed_runs
 
 
 @pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
@@ -35,7 +35,7 @@ def test_benchmark_results_rerun_when_the_stored_args_differ(tmp_path, monkeypat
     """A JSON written by a short (smoke) run is not read back for a longer request."""
     import json
 
-    import lrdlib.paths as paths
+    import lrdlib.runs.paths as paths
 
     (tmp_path / "lrdlib").mkdir()
     (tmp_path / "notebooks").mkdir()

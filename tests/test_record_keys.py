@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from lrdlib.config import RunConfig, seed_config
-from lrdlib.data import TaskConfig
-from lrdlib.model import ModelConfig
-from lrdlib.store import ResultStore, read_file
+from lrdlib.core.config import RunConfig, seed_config
+from lrdlib.core.data import TaskConfig
+from lrdlib.core.model import ModelConfig
+from lrdlib.runs.store import ResultStore, read_file
 
 RUNS = Path(__file__).resolve().parents[1] / "paper" / "results" / "runs"
 RECORDS = ResultStore(RUNS).files()
@@ -58,7 +58,7 @@ def test_recall_config_round_trips_and_needs_its_sequence_length():
 def test_every_stored_record_has_one_spectra_step_per_spectra_evaluation():
     """A compact record's spectra series are thinned: ``spectra_step`` must name each kept evaluation."""
 
-    from lrdlib.store import spectra_steps
+    from lrdlib.runs.store import spectra_steps
     bad = []
     for f in RECORDS:
         r = read_file(f)

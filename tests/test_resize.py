@@ -1,18 +1,18 @@
-"""lrdlib.resize (loss on both sides of every rank projection, read-only) and lrdlib.tasks."""
+"""lrdlib.resize (loss on both sides of every rank projection, read-only) and lrdlib.core.tasks."""
 import dataclasses
 
 import pytest
 import torch
 
 from lrdlib import seed_config
-from lrdlib.cache import RunCache
-from lrdlib.checkpoints import measure_along
-from lrdlib.data import TaskConfig
-from lrdlib.decay import DecayConfig
-from lrdlib.model import build_model
-from lrdlib.resize import RESIZE_TAG, ResizeProbe, loss_acc, resize_table
-from lrdlib.tasks import TASKS, final_qk_stable_rank, on_task
-from lrdlib.training import evaluate, run
+from lrdlib.analysis.resize import RESIZE_TAG, ResizeProbe, loss_acc, resize_table
+from lrdlib.core.data import TaskConfig
+from lrdlib.core.decay import DecayConfig
+from lrdlib.core.model import build_model
+from lrdlib.core.tasks import TASKS, final_qk_stable_rank, on_task
+from lrdlib.core.training import evaluate, run
+from lrdlib.runs.cache import RunCache
+from lrdlib.runs.checkpoints import measure_along
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -40,7 +40,7 @@ def test_final_qk_stable_rank():
 
 def test_loss_acc_with_own_parameters_is_evaluate():
     model = build_model(CFG.model, 0)
-    from lrdlib.data import make_split
+    from lrdlib.core.data import make_split
     s = make_split(CFG.task)
     params = {n: p.detach() for n, p in model.named_parameters() if "q_proj" in n}
     assert loss_acc(model, params, s.x_val, s.y_val) == evaluate(model, s.x_val, s.y_val)

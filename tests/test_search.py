@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from lrdlib.search import (
+from lrdlib.runs.search import (
     Point,
     Search,
     Trial,
@@ -230,8 +230,7 @@ def test_trial_infinities_are_json_safe():
 
 
 def test_edge_verdict():
-    from lrdlib.search import edge_verdict
-    from lrdlib.verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS
+    from lrdlib.analysis.verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS, edge_verdict
 
     inside = Search(centre=1.0, budget=BUDGET, eval_every=EVAL, seeds=[0])
     drive(inside, oracle({0.1: None, 0.3: 1500, 1.0: 800, 3.0: 1100, 10.0: None}.get))

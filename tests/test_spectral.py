@@ -8,9 +8,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from lrdlib import newton_schulz as ns
-from lrdlib import polar_geometry as pg
-from lrdlib import spectral as sp
+from lrdlib.core import newton_schulz as ns
+from lrdlib.core import polar_geometry as pg
+from lrdlib.core import spectral as sp
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

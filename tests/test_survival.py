@@ -2,20 +2,25 @@
 sentences built from them (planted cases a wrong implementation would fail)."""
 import math
 
+import numpy as np
 import pytest
 
-from lrdlib.survival import (
+from lrdlib.analysis.survival import (
     arm_summary,
     censored_at_budget,
+    km_median,
+    paired_comparison,
+)
+from lrdlib.analysis.verdicts import (
+    CANNOT_TELL,
+    DOES_NOT_HOLD,
+    HOLDS,
     compare_class,
     expands_region,
     faster_than_tuned,
     headline,
-    km_median,
-    paired_comparison,
     smallest_grokking_fraction,
 )
-from lrdlib.verdicts import CANNOT_TELL, DOES_NOT_HOLD, HOLDS
 
 INF = math.inf
 
@@ -131,7 +136,7 @@ def _rec(acc, every=100, status="ok", hold=0, steps=None):
 
 
 def test_outcome_floor_dip_is_not_a_collapse():
-    from lrdlib.survival import outcome
+    from lrdlib.analysis.survival import outcome
     # reaches 0.99 at 200, dips to 0.98 once (above the 0.9 floor): a lasting grok at 200, no collapse
     o = outcome(_rec([0.1, 0.5, 1.0, 1.0, 0.98, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), hold=1000)
     assert o["event"] and o["time"] == 200 and not o["collapsed"] and o["first_grok"] == 200
@@ -140,7 +145,7 @@ def test_outcome_floor_dip_is_not_a_collapse():
 
 
 def test_outcome_collapse_then_recovery():
-    from lrdlib.survival import outcome
+    from lrdlib.analysis.survival import outcome
     # 0.99 at 100-200, falls to 0.3 at 300, back at 400 for good: collapsed, lasting grok at 400
     o = outcome(_rec([0.1, 1.0, 1.0, 0.3] + [1.0] * 12), hold=1000)
     assert o["collapsed"] and o["event"] and o["time"] == 400 and o["first_grok"] == 100
@@ -153,10 +158,104 @@ def test_outcome_collapse_then_recovery():
 
 
 def test_steps_to_grok_floor():
-    from lrdlib.training import steps_to_grok
+    from lrdlib.core.training import steps_to_grok
     steps = [0, 100, 200, 300, 400]
     assert steps_to_grok(steps, [0, 1, 0.95, 1, 1], hold=300) == 300
     assert steps_to_grok(steps, [0, 1, 0.95, 1, 1], hold=300, floor=0.9) == 100
     assert steps_to_grok(steps, [0, 1, 0.85, 1, 1], hold=300, floor=0.9) == 300
     with pytest.raises(ValueError, match="floor=0.995"):
         steps_to_grok(steps, [0, 1, 1, 1, 1], floor=0.995)
+
+
+# ---------------------------------------------------------------- the statistics against textbook values
+# Freireich's 6-MP group (Gehan 1965), weeks in remission; False = censored (still in remission).
+GEHAN_T = [6, 6, 6, 6, 7, 9, 10, 10, 11, 13, 16, 17, 19, 20, 22, 23, 25, 32, 32, 34, 35]
+GEHAN_E = [True, True, True, False, True, False, True, False, False, True, True, False, False, False, True, True,
+           False, False, False, False, False]
+
+
+def test_kaplan_meier_gehan_6mp():
+    from lrdlib.analysis.survival import kaplan_meier
+
+    grid, s = kaplan_meier(GEHAN_T, GEHAN_E)
+    assert list(grid) == [6, 7, 10, 13, 16, 22, 23]
+    # the textbook table (3 decimals) ...
+    assert s == pytest.approx([0.857, 0.807, 0.753, 0.690, 0.627, 0.538, 0.448], abs=5e-4)
+    # ... and the exact product limit: at 6 the run censored at 6 is still at risk (21), 3 events
+    exact = [18 / 21, 16 / 17, 14 / 15, 11 / 12, 10 / 11, 6 / 7, 5 / 6]
+    assert s == pytest.approx([math.prod(exact[:i + 1]) for i in range(len(exact))], rel=1e-12)
+    assert km_median(GEHAN_T, GEHAN_E) == 23
+    # no event at all: an empty curve, the median beyond the data
+    g, s = kaplan_meier([5.0, 7.0], [False, False])
+    assert len(g) == 0 and len(s) == 0 and km_median([5.0, 7.0], [False, False]) == INF
+    with pytest.raises(ValueError):
+        kaplan_meier([1.0, 2.0], [True])
+
+
+def _wilson_closed_form(k, n, z):
+    p = k / n
+    d = 1 + z * z / n
+    c, h = (p + z * z / (2 * n)) / d, z / d * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return c - h, c + h
+
+
+def test_wilson_textbook():
+    from lrdlib.analysis.phase import wilson
+
+    lo, hi = wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=5e-5) and hi == pytest.approx(0.9433, abs=5e-5)
+    for k, n, z in [(8, 10, 1.96), (3, 17, 1.0), (0, 5, 1.96), (12, 40, 2.576), (5, 5, 1.645)]:
+        assert wilson(k, n, z) == pytest.approx(_wilson_closed_form(k, n, z), rel=1e-10, abs=1e-12)
+    assert wilson(0, 0) == (0.0, 1.0)
+    assert wilson(0, 7)[0] == 0.0 and wilson(7, 7)[1] == 1.0
+
+
+def _brute_percentile_interval(stat, n, n_boot, level, seed):
+    """The plain numpy percentile bootstrap on the resamples ``scipy.stats.bootstrap`` draws for one
+    sample (rng.integers(0, n, (n_boot, n)) from default_rng(seed)): the order statistics just outside
+    (1 ∓ level)/2, no interpolation (so an ``inf`` bound stays ``inf``); nan statistics left out."""
+    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    x = np.array([stat(i) for i in idx])
+    x = np.sort(x[~np.isnan(x)])
+    return x[math.floor((1 - level) / 2 * (len(x) - 1))], x[math.ceil((1 + level) / 2 * (len(x) - 1))]
+
+
+def test_bootstrap_median_percentile_interval():
+    from lrdlib.analysis.survival import bootstrap_median
+
+    t = np.array([130.0, 170.0, 220.0, 260.0, 330.0, 410.0, 480.0, 560.0, 650.0, 900.0, 900.0])
+    e = np.array([True] * 9 + [False] * 2)
+    # few resamples, so the bounds move with the seed and with interpolation (scipy's own percentile
+    # interval here would be (255.5, 564.5); seeds 3, 4, 5 give other intervals)
+    few = bootstrap_median(t, e, n_boot=40, level=0.9, seed=2)
+    assert few == _brute_percentile_interval(lambda i: km_median(t[i], e[i]), len(t), 40, 0.9, 2) == (170.0, 650.0)
+    got = bootstrap_median(t, e, n_boot=500, level=0.9, seed=3)
+    assert got == _brute_percentile_interval(lambda i: km_median(t[i], e[i]), len(t), 500, 0.9, 3)
+    assert got[0] <= km_median(t, e) <= got[1] and got[0] < got[1]
+    narrow = bootstrap_median(t, e, n_boot=500, level=0.5, seed=3)
+    assert got[0] <= narrow[0] <= narrow[1] <= got[1] and narrow[1] - narrow[0] < got[1] - got[0]
+    # a constant sample: every resample has the same median, the interval is a point
+    assert bootstrap_median([300.0] * 6, [True] * 6, n_boot=200) == (300.0, 300.0)
+    # mostly censored: the upper bound is inf (not nan), the lower bound finite
+    lo, hi = bootstrap_median([100, 200, 1000, 1000, 1000], [True, True, False, False, False], n_boot=500)
+    assert math.isfinite(lo) and hi == INF
+    assert bootstrap_median([100.0], [True], n_boot=20) == (100.0, 100.0)
+    assert all(math.isnan(v) for v in bootstrap_median([], [], n_boot=20))
+
+
+def test_paired_ratio_resamples_seeds_jointly():
+    from lrdlib.analysis.survival import _ratio, paired_ratio
+
+    a = {0: (100.0, True), 1: (250.0, True), 2: (300.0, True), 3: (2000.0, False), 4: (700.0, True), 5: (2000.0, False)}
+    b = {0: (400.0, True), 1: (200.0, True), 2: (900.0, True), 3: (2000.0, False), 4: (2000.0, False), 5: (800.0, True)}
+    r = paired_ratio(a, b, n_boot=400, level=0.9, seed=5)
+    ta, ea = np.array([a[s][0] for s in range(6)]), np.array([a[s][1] for s in range(6)])
+    tb, eb = np.array([b[s][0] for s in range(6)]), np.array([b[s][1] for s in range(6)])
+    stat = lambda i: _ratio(km_median(ta[i], ea[i]), km_median(tb[i], eb[i]))
+    assert (r["lo"], r["hi"]) == _brute_percentile_interval(stat, 6, 400, 0.9, 5)
+    assert r["ratio"] == pytest.approx(300 / 800) and r["seeds"] == 6
+    assert r["lo"] <= r["ratio"] <= r["hi"]
+    # pairing: b is a at twice the time, seed by seed, so every joint resample gives exactly 1/2
+    b2 = {s: (2 * t, ev) for s, (t, ev) in a.items()}
+    r = paired_ratio(a, b2, n_boot=300)
+    assert r["ratio"] == r["lo"] == r["hi"] == 0.5

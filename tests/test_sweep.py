@@ -1,4 +1,4 @@
-"""lrdlib.sweep: the table, the cache (resume without recomputation, also after SIGKILL),
+"""lrdlib.runs.sweep: the table, the cache (resume without recomputation, also after SIGKILL),
 failed and diverged runs, and the executors (inline, process pool, submitit) giving
 the same table. Tiny runs (p = 23, d = 32), a few seconds each at most."""
 import json
@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import lrdlib.training as lt  # noqa: E402
-from lrdlib.cache import RunCache
-from lrdlib.config import RunConfig
-from lrdlib.data import TaskConfig
-from lrdlib.decay import Decay, DecayConfig, register_decay
-from lrdlib.model import ModelConfig
-from lrdlib.sweep import grid, run_sweep, summarize
+from lrdlib.core.config import RunConfig
+from lrdlib.core.data import TaskConfig
+from lrdlib.core.decay import Decay, DecayConfig, register_decay
+from lrdlib.core.model import ModelConfig
+from lrdlib.runs import cache as cache_mod
+from lrdlib.runs.cache import RunCache
+from lrdlib.runs.sweep import grid, run_sweep, summarize
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -41,15 +41,15 @@ def configs(n_frac=2, n_wd=2, **kw):
 
 
 def count_trainings(monkeypatch) -> list:
-    """Patch lrdlib.training.run to record every run it trains (in this process)."""
+    """Patch the training loop ``lrdlib.runs.cache.train`` calls to record every run it trains (in this process)."""
     calls = []
-    real = lt.run
+    real = cache_mod.run
 
     def counting(cfg, *a, **k):
         calls.append(cfg.key())
         return real(cfg, *a, **k)
 
-    monkeypatch.setattr(lt, "run", counting)
+    monkeypatch.setattr(cache_mod, "run", counting)
     return calls
 
 
@@ -144,9 +144,9 @@ def test_unknown_executor_name():
 KILLED_SWEEP = """
 import sys, torch
 torch.set_num_threads(1)
-from lrdlib.cache import RunCache
-from lrdlib.config import RunConfig
-from lrdlib.sweep import run_sweep
+from lrdlib.runs.cache import RunCache
+from lrdlib.core.config import RunConfig
+from lrdlib.runs.sweep import run_sweep
 cfgs = [RunConfig.from_dict(d) for d in {dicts!r}]
 run_sweep(cfgs, cache=RunCache({root!r}), progress=False)
 """
@@ -194,7 +194,7 @@ def _phase_table(rows):
 
 
 def test_wilson_interval():
-    from lrdlib.phase import wilson
+    from lrdlib.analysis.phase import wilson
 
     assert wilson(0, 0) == (0.0, 1.0)
     lo, hi = wilson(1, 1)
@@ -204,7 +204,7 @@ def test_wilson_interval():
 
 
 def test_boundary_needs_every_larger_fraction_to_grok():
-    from lrdlib.phase import boundary, cells, region
+    from lrdlib.analysis.phase import boundary, cells, region
 
     # L2 0.1: groks at 0.7 only; at 0.5 one of three seeds; LRD: 0.5 and 0.7 (all seeds); 0.3 none
     rows = [("L2", 0.1, f, sd, f == 0.7 or (f == 0.5 and sd == 0)) for f in (0.3, 0.5, 0.7) for sd in range(3)]
@@ -228,7 +228,7 @@ def test_boundary_needs_every_larger_fraction_to_grok():
 
 # --------------------------------------------------------------------------- hardening (issue 10)
 def test_analysis_frames_accept_failed_records(tmp_path):
-    from lrdlib.analysis import grok_table, history_frame, spectra_frame, tangential_frame
+    from lrdlib.analysis.frames import grok_table, history_frame, spectra_frame, tangential_frame
 
     bad = BASE.replace(decay=DecayConfig("test_raises", 0.1))
     _, recs = run_sweep([BASE, bad], cache=RunCache(tmp_path), return_records=True)
@@ -244,7 +244,7 @@ def test_analysis_frames_accept_failed_records(tmp_path):
 KILLER = textwrap.dedent('''
     """Imported by spawned pool workers (sitecustomize): a decay that kills its process."""
     import os
-    from lrdlib.decay import Decay, register_decay
+    from lrdlib.core.decay import Decay, register_decay
 
     @register_decay("test_kill")
     class Kill(Decay):
@@ -255,28 +255,30 @@ KILLER = textwrap.dedent('''
 
 @pytest.mark.slow
 def test_dead_worker_costs_only_its_own_run(tmp_path, monkeypatch):
-    """One run kills its worker: the others (in flight in healthy workers or queued) finish."""
+    """One run kills its worker: the others (in flight in healthy workers or queued) finish; the
+    killer's row is failed (it killed its worker twice) and is not cached."""
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(KILLER)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]))
-    from lrdlib.decay import available_decays
+    from lrdlib.core.decay import available_decays
 
     if "test_kill" not in available_decays():  # register it here too, so the config validates
         exec(compile(KILLER, "killer", "exec"), {})
     kill = BASE.replace(decay=DecayConfig("test_kill", 0.1))
     cfgs = [BASE.replace(seed=1), kill, BASE.replace(seed=2), BASE.replace(seed=3)]
-    table = run_sweep(cfgs, cache=RunCache(tmp_path / "c"), executor="process", workers=2)
+    cache = RunCache(tmp_path / "c")
+    table = run_sweep(cfgs, cache=cache, executor="process", workers=2)
     assert list(table.status) == ["ok", "failed", "ok", "ok"]
-    assert "worker process died" in table.error.iloc[1]
+    assert "worker process died" in table.error.iloc[1] and cache.load(kill) is None
 
 
 PARENT = textwrap.dedent('''
     import multiprocessing as mp, sys, threading, time
-    from lrdlib.cache import RunCache
-    from lrdlib.sweep import run_sweep
-    from lrdlib.config import RunConfig
-    from lrdlib.data import TaskConfig
-    from lrdlib.model import ModelConfig
+    from lrdlib.runs.cache import RunCache
+    from lrdlib.runs.sweep import run_sweep
+    from lrdlib.core.config import RunConfig
+    from lrdlib.core.data import TaskConfig
+    from lrdlib.core.model import ModelConfig
 
     if __name__ == "__main__":
         base = RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
@@ -312,7 +314,10 @@ def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path):
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "c")], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[1])
     try:
-        workers = [int(p) for p in proc.stdout.readline().split()]
+        line = proc.stdout.readline()
+        while line and not all(w.isdigit() for w in line.split()):   # the sweep's note ("2 runs to train: ...")
+            line = proc.stdout.readline()
+        workers = [int(p) for p in line.split()]
         assert len(workers) == 2 and all(_alive(p) for p in workers)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -323,18 +328,3 @@ def test_pool_workers_exit_when_the_sweep_process_is_killed(tmp_path):
     finally:
         proc.kill()
 
-
-@pytest.mark.slow
-def test_readme_process_pool_example_runs_as_a_plain_script(tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("<!-- process-pool-example -->")[1].split("```python")[1].split("```")[0]
-    assert 'if __name__ == "__main__":' in block
-    small = ("RunConfig(task=TaskConfig(p=23), model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64), "
-             "steps=20, eval_every=10, batch_size=64)")
-    code = ("from lrdlib.config import RunConfig\nfrom lrdlib.data import TaskConfig\n"
-            "from lrdlib.model import ModelConfig\n" + block.replace("seed_config(\"LRD\")", small))
-    (tmp_path / "example.py").write_text(code + "\n    assert (table.status == 'ok').all(), table\n")
-    env = {**os.environ, "LRD_CACHE_DIR": str(tmp_path / "cache"), "TQDM_DISABLE": "1"}
-    out = subprocess.run([sys.executable, str(tmp_path / "example.py")], capture_output=True, text=True, env=env,
-                         cwd=tmp_path, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]

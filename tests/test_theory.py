@@ -10,28 +10,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrdlib import newton_schulz as ns
-from lrdlib import polar_geometry as pg
-from lrdlib import spectral as sp
-from lrdlib.cache import RunCache
-from lrdlib.config import RunConfig
-from lrdlib.data import TaskConfig, make_split
-from lrdlib.decay import DecayConfig, make_decay
-from lrdlib.model import ModelConfig, build_model
-from lrdlib.optim import OptimConfig
-from lrdlib.polar_geometry import (
-    diag_trajectory,
-    riemannian_fd_check,
-    subgradient_slack,
-)
-from lrdlib.scale_invariance import (
+from lrdlib.analysis.scale_invariance import (
     euler_checks,
     invariance_summary,
     scale_invariance_table,
     why,
 )
-from lrdlib.training import train, trained_model
-from lrdlib.trajectory import snapshot_record_mismatch, snapshot_run, trajectory_split
+from lrdlib.core import newton_schulz as ns
+from lrdlib.core import polar_geometry as pg
+from lrdlib.core import spectral as sp
+from lrdlib.core.config import RunConfig
+from lrdlib.core.data import TaskConfig, make_split
+from lrdlib.core.decay import DecayConfig, make_decay
+from lrdlib.core.model import ModelConfig, build_model
+from lrdlib.core.optim import OptimConfig
+from lrdlib.core.polar_geometry import (
+    diag_trajectory,
+    riemannian_fd_check,
+    subgradient_slack,
+)
+from lrdlib.runs.cache import RunCache, train, trained_model
+from lrdlib.runs.trajectory import snapshot_record_mismatch, snapshot_run, trajectory_split
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -274,7 +273,7 @@ def test_ns_vs_svd_benchmark_runs_small(tmp_path):
 def test_angle_of_a_known_rotation_is_exact():
     """B = cos θ A + sin θ ‖A‖ T̂ (T̂ ⟂ A, unit) is A turned by θ in a plane: ∠(A, B) = θ, also
     for θ far below where arccos(cos θ) would lose every digit, and scale-free in A and B."""
-    from lrdlib.polar_geometry import angle
+    from lrdlib.core.polar_geometry import angle
 
     gen = torch.Generator().manual_seed(0)
     A = torch.randn(3, 16, 12, generator=gen, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""lrdlib.training on a small task (p = 23, d = 32): determinism, the record, grokking detection,
+"""lrdlib.core.training on a small task (p = 23, d = 32): determinism, the record, grokking detection,
 early stop, divergence, Euler's identity for the Q/K gradients, the cache, trained_model."""
 import importlib
 import json
@@ -9,19 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lrdlib import spectral
-from lrdlib.cache import RunCache
-from lrdlib.config import RunConfig
-from lrdlib.data import TaskConfig, commutativity_ceiling, make_split
-from lrdlib.decay import DecayConfig
-from lrdlib.model import ModelConfig, build_model
-from lrdlib.optim import OptimConfig
-from lrdlib.polar_geometry import angle
-from lrdlib.training import BatchSampler, evaluate, steps_to_grok, train, trained_model
+from lrdlib.core import spectral
+from lrdlib.core.config import RunConfig
+from lrdlib.core.data import TaskConfig, commutativity_ceiling, make_split
+from lrdlib.core.decay import DecayConfig
+from lrdlib.core.grok import steps_to_grok
+from lrdlib.core.model import ModelConfig, build_model
+from lrdlib.core.optim import OptimConfig
+from lrdlib.core.polar_geometry import angle
+from lrdlib.core.training import BatchSampler, evaluate
+from lrdlib.runs import cache as cache_mod
+from lrdlib.runs.cache import RunCache, train, trained_model
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-import lrdlib.training as lt  # noqa: E402  (the module; ``lrdlib.train`` is its function)
+import lrdlib.core.training as lt  # noqa: E402  (the module; ``lrdlib.train`` is lrdlib.runs.cache.train)
 
 BASE = RunConfig(task=TaskConfig(p=23, train_frac=0.5, split_seed=0),
                  model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64),
@@ -101,8 +103,8 @@ def test_evaluate_matches_direct_computation():
 
 def test_train_step_probe_and_decay():
     model = build_model(BASE.model, 0)
-    from lrdlib.decay import make_decay
-    from lrdlib.optim import build_optimizers, split_targets
+    from lrdlib.core.decay import make_decay
+    from lrdlib.core.optim import build_optimizers, split_targets
     opts = build_optimizers(model, OptimConfig(target_weight_decay=0.0), ("q_proj", "k_proj"))
     decay = make_decay(DecayConfig("l2", 0.1))
     params = [p for _, p in split_targets(model, ("q_proj", "k_proj"))[0]]
@@ -293,7 +295,7 @@ def cached_run(tmp_path):
 def _forbid_run(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("_run must not be called: the record is cached")
-    monkeypatch.setattr(lt, "run", boom)
+    monkeypatch.setattr(cache_mod, "run", boom)
 
 
 def test_train_with_cache_reuses_record(cached_run, monkeypatch, base_record):
@@ -335,13 +337,13 @@ def test_trained_model_trains_when_missing(tmp_path, monkeypatch):
     cfg = BASE.replace(steps=20)
     cache = RunCache(tmp_path / "c2")
     calls = []
-    real = lt.run
+    real = cache_mod.run
 
     def counting(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
-    monkeypatch.setattr(lt, "run", counting)
+    monkeypatch.setattr(cache_mod, "run", counting)
     m1 = trained_model(cfg, cache)
     m2 = trained_model(cfg, cache)
     assert len(calls) == 1
@@ -407,7 +409,7 @@ def test_fixed_norm_run_keeps_every_target_at_radius_r():
 
 
 def test_target_lr_scale_scales_only_the_targets_learning_rate():
-    from lrdlib.optim import build_optimizers
+    from lrdlib.core.optim import build_optimizers
 
     for kind, base_lr in (("adamw", 1e-3), ("luon", 0.02), ("muon", 0.02)):
         cfg = OptimConfig(kind=kind, target_lr_scale=4.0)
@@ -422,7 +424,7 @@ def test_target_lr_scale_scales_only_the_targets_learning_rate():
 
 
 def test_fixed_norm_projection_leaves_the_qk_norm_model_unchanged():
-    from lrdlib.decay import apply_decay, make_decay
+    from lrdlib.core.decay import apply_decay, make_decay
 
     model = build_model(BASE.model, 0).double()
     x = make_split(BASE.task).x_train[:50]
@@ -439,14 +441,14 @@ def test_fixed_norm_projection_leaves_the_qk_norm_model_unchanged():
 def test_train_function_does_not_hide_the_training_module():
     import lrdlib
 
-    assert lrdlib.train is lt.train and callable(lrdlib.train)
-    assert importlib.import_module("lrdlib.training") is lt and lt.run and lt.AngleMeter
+    assert lrdlib.train is cache_mod.train and lrdlib.trained_model is cache_mod.trained_model
+    assert importlib.import_module("lrdlib.core.training") is lt and lt.run and lt.AngleMeter
 
 
 def test_trained_model_on_a_fresh_machine_retrains_but_leaves_the_store_record(tmp_path):
     """The store keeps no weights: on a fresh machine trained_model retrains the run for them, and
     must not rewrite the committed record (its bytes are the reference the figures come from)."""
-    from lrdlib.store import ResultStore
+    from lrdlib.runs.store import ResultStore
 
     cfg = BASE.replace(steps=20)
     store = ResultStore(tmp_path / "results" / "runs")

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lrdlib.verdicts import (
+from lrdlib.analysis.verdicts import (
     CANNOT_TELL,
     DOES_NOT_HOLD,
     HOLDS,
@@ -175,7 +175,7 @@ def test_outcomes_say_whether_censored_runs_were_still_rising():
 
 
 # ---------------------------------------------------------------- seed setting (03, 06)
-from lrdlib.verdicts import (  # noqa: E402
+from lrdlib.analysis.verdicts import (  # noqa: E402
     censored_median,
     earlier_share,
     faster_to_grok,
@@ -236,7 +236,7 @@ def test_rank_collapse_within():
 
 
 def test_paired_by_seed_branches():
-    from lrdlib.verdicts import paired_by_seed
+    from lrdlib.analysis.verdicts import paired_by_seed
     two = paired_by_seed({0: 1300, 1: 1100}, {0: 1700, 1: 1500}, 2500, "Luon", "LRD")
     assert two.verdict == CANNOT_TELL and "earlier in 2 of 2" in two.sentence
     assert "seed 0: Luon 1300 vs LRD 1700 (Luon earlier by 400)" in two.sentence
@@ -254,7 +254,7 @@ def test_tangential_mechanism_arm_not_run():
 
 
 def test_as_fast_as_branches():
-    from lrdlib.verdicts import as_fast_as
+    from lrdlib.analysis.verdicts import as_fast_as
     assert as_fast_as([1000, 1100, 1200], [900, 1000, 1100], 2500, "fixed norm", "LRD").verdict == HOLDS
     v = as_fast_as([2000, None, None], [900, 1000, 1100], 2500, "fixed norm", "LRD")
     assert v.verdict == DOES_NOT_HOLD and "1/3 grokked" in v.sentence and v.numbers["a_median"] is None
@@ -272,7 +272,7 @@ def corr_frame(rho_ref, rho_geo, gap):
 
 
 def test_explains_better_branches():
-    from lrdlib.verdicts import explains_better
+    from lrdlib.analysis.verdicts import explains_better
     v = explains_better(corr_frame(0.1, 0.8, (0.3, 0.9)), seeds=3)
     assert v.verdict == HOLDS and v.numbers["best"] == "norm" and "over 20 runs" in v.sentence
     assert explains_better(corr_frame(-0.8, 0.5, (-0.6, 0.1)), seeds=3).verdict == DOES_NOT_HOLD
