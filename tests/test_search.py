@@ -237,14 +237,15 @@ def test_edge_verdict():
     edge = Search(centre=1.0, budget=BUDGET, eval_every=EVAL, seeds=[0], max_extensions=1)
     drive(edge, oracle(lambda st: int(10000 / (1 + st))))
     v = edge_verdict("L2", {0.5: inside})
-    assert v.verdict == HOLDS and "0.5: 1 of 0.1-10" in v.sentence
+    assert v.verdict == HOLDS and v.numbers["best_text"] == "0.5: 1 [0.1, 10]"
     v = edge_verdict("L2", {0.3: edge, 0.5: inside}, "wd λ")
     assert v.verdict == DOES_NOT_HOLD and v.numbers["at_edge"] == [{"frac": 0.3, "side": "high", "best": 30.0}]
-    assert "0.3: 30 of 0.1-30 (at the high edge after 1 extension(s))" in v.sentence and "wd λ" in v.sentence
+    assert v.numbers["best_text"] == "0.3: 30 [0.1, 30]; 0.5: 1 [0.1, 10]" and v.numbers["extensions"] == {"0.3": 1, "0.5": 0}
+    assert v.numbers["symbol"] == "wd λ"
     none = Search(centre=1.0, budget=BUDGET, eval_every=EVAL, seeds=[0], n=3, max_extensions=0)
     drive(none, oracle(lambda st: None))
     v = edge_verdict("L2", {0.5: none})
-    assert "(no strength grokked: chosen by accuracy)" in v.sentence and "extension" not in v.sentence
+    assert v.numbers["no_grok"] == [0.5] and v.numbers["extensions"] == {"0.5": 0}
     assert v.verdict == (DOES_NOT_HOLD if none.at_edge else CANNOT_TELL)
     inside_no_grok = Search(centre=1.0, budget=BUDGET, eval_every=EVAL, seeds=[0], n=3, max_extensions=0)
     drive(inside_no_grok, lambda p: record(p.seed, p.steps, None, plateau=0.9 if p.strength == 1.0 else 0.5))

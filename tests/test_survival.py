@@ -92,17 +92,14 @@ def test_faster_than_tuned_sentence_and_verdict():
     v = faster_than_tuned(rows, "LRD", "L2", budget=20000)
     assert v.verdict == HOLDS
     assert v.numbers["faster"] == [0.2, 0.3] and v.numbers["slower"] == [0.8] and v.numbers["not_resolved"] == [0.5]
-    assert "LRD beats tuned L2 at fractions 0.2, 0.3" in v.sentence
-    assert "not at 0.5" in v.sentence and "L2 is faster at 0.8" in v.sentence
-    assert "0.3 by a factor 2 [1.2, 2.5]" in v.sentence                # 1/0.5, [1/0.8, 1/0.4]
-    assert "0.2 by a factor > 50 (L2's median beyond the budget)" in v.sentence
-    assert "> 20000" in v.sentence                                       # b's median at 0.2 printed as beyond the budget
+    assert v.numbers["factors_text"] == "0.2: > 50; 0.3: 2 [1.2, 2.5]"   # 1/0.5, [1/0.8, 1/0.4]; L2 beyond the budget at 0.2
+    assert v.numbers["classes"] == {"0.2": "faster", "0.3": "faster", "0.5": "unresolved", "0.8": "slower"}
     # no fraction with an interval below 1: does not hold
     v = faster_than_tuned([row(0.3, 0.8, 0.5, 1.1), row(0.5, 1.0, 0.8, 1.3)], "LRD", "L2", 20000)
-    assert v.verdict == DOES_NOT_HOLD and "at fractions none" in v.sentence
+    assert v.verdict == DOES_NOT_HOLD and v.numbers["faster_text"] == "none"
     # fewer than 3 seeds: cannot tell, whatever the intervals
     v = faster_than_tuned([row(0.3, 0.5, 0.4, 0.8, seeds=2, af=2, bf=0)], "LRD", "L2", 2500)
-    assert v.verdict == CANNOT_TELL and "in 2 runs" in v.sentence
+    assert v.verdict == CANNOT_TELL and v.numbers["seeds"] == 2
     assert faster_than_tuned([], "LRD", "L2", 2500).verdict == CANNOT_TELL
 
 
@@ -110,20 +107,19 @@ def test_headline():
     shares = {"L2": {0.2: (0, 5), 0.3: (3, 5), 0.4: (2, 5), 0.5: (5, 5)},
               "LRD": {0.2: (4, 5), 0.3: (5, 5), 0.4: (5, 5), 0.5: (5, 5)},
               "Luon": {0.2: (0, 5), 0.3: (1, 5), 0.4: (2, 5), 0.5: (2, 5)}}
-    out, s = headline(shares, budget=20000)
+    out = headline(shares, budget=20000)
     assert out["L2"]["fraction"] == 0.3 and out["L2"]["larger_fractions_below_level"] == [0.4]
     assert out["LRD"]["fraction"] == 0.2 and out["LRD"]["at_lowest_tried"]
     assert out["Luon"]["fraction"] is None
-    assert "L2 0.3 (3/5) (but not at the larger fraction(s) 0.4)" in s
-    assert "LRD 0.2 (4/5) (the smallest fraction tried: it may grok lower)" in s
-    assert "Luon at none of 0.2, 0.3, 0.4, 0.5" in s and "within 20000 steps" in s
+    assert (out["L2"]["share_text"], out["L2"]["gaps_text"], out["LRD"]["share_text"]) == ("3/5", "0.4", "4/5")
+    assert out["Luon"]["fraction_text"] == "none" and out["Luon"]["share_text"] == "n/a"
 
 
 def test_expands_region():
     shares = {"L2": {0.2: (1, 5), 0.3: (4, 5), 0.5: (5, 5)}, "LRD": {0.2: (3, 5), 0.3: (5, 5), 0.5: (5, 5)}}
     v = expands_region(shares, "LRD", "L2", 20000)
     assert v.verdict == HOLDS and v.numbers["a_only"] == [0.2] and v.numbers["both"] == [0.3, 0.5]
-    assert "0.2: 3/5 vs 1/5" in v.sentence
+    assert v.numbers["a_only_shares_text"] == "0.2: 3/5 vs 1/5"
     shares["LRD"][0.2] = (2, 5)
     assert expands_region(shares, "LRD", "L2", 20000).verdict == DOES_NOT_HOLD
     few = {"L2": {0.5: (0, 2)}, "LRD": {0.5: (2, 2)}}

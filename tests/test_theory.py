@@ -225,7 +225,7 @@ def test_snapshot_run_follows_the_trained_trajectory(tmp_path):
     torch.testing.assert_close(snap["W_final"], final, rtol=0, atol=0)
     mismatch, n = snapshot_record_mismatch(snap, rec)
     assert n == 12 and mismatch < 1e-6
-    again = snapshot_run(SMALL, every=4)  # read back from the cache
+    again = snapshot_run(SMALL, every=4)  # deterministic: the same trajectory again
     assert torch.equal(again["W"], snap["W"]) and again["steps"] == snap["steps"]
     df = trajectory_split(snap)
     assert set(df.direction) == {"task gradient", "L2 (W)", "LRD (NS(W))", "exact U Vᵀ"}
@@ -234,6 +234,20 @@ def test_snapshot_run_follows_the_trained_trajectory(tmp_path):
     assert 0 < by.min()["LRD (NS(W))"] and by.max()["LRD (NS(W))"] < 1
     with pytest.raises(ValueError):
         snapshot_run(SMALL, every=0)
+
+
+def test_trajectory_measures_are_kept_and_read_back(tmp_path):
+    from lrdlib.runs.store import ResultStore
+    from lrdlib.runs.trajectory import trajectory_measures
+    cache = RunCache(tmp_path / "runs", store=ResultStore(tmp_path / "store" / "runs"))
+    rec = train(SMALL, cache=cache, progress=False)
+    first = SMALL.replace(steps=8)
+    m = trajectory_measures(first, 4, rec, cache=cache)
+    assert m["steps"] == [4, 8] and m["compared"] == 8 and m["mismatch"] < 10.0 ** (1 - rec["compact"]["figure_digits"])
+    assert len(m["split"]) == 2 * 4 * 4 and len(m["checks"]["ns_over_polar"]) == 2
+    assert list((tmp_path / "store" / "measures").rglob("*.trajectory-4.json"))   # committed beside the records
+    other = RunCache(tmp_path / "elsewhere", store=ResultStore(tmp_path / "store" / "runs"))   # a fresh clone
+    assert trajectory_measures(first, 4, {"targets": [], "tangential": {}}, cache=other) == m   # read, not recomputed
 
 
 # ---------------------------------------------------------------------- subdifferential

@@ -9,14 +9,10 @@ from lrdlib.analysis.verdicts import (
     HOLDS,
     arm_outcome,
     best_strength_at_edge,
-    boundary_uncertainty,
     displacement_ratio,
     late_rise,
     matched_drift,
-    method_fails_at,
     rank_collapse_precondition,
-    region_expansion,
-    still_improving,
     tangential_mechanism,
 )
 
@@ -43,81 +39,29 @@ def test_best_strength_inside_holds_with_three_seeds():
 def test_best_strength_at_edge_does_not_hold_and_says_so():
     v = best_strength_at_edge(cells_frame(1.0), "L2")
     assert v.verdict == DOES_NOT_HOLD and v.numbers["edge_fractions"] == [0.3, 0.5]
-    assert "the largest" in v.sentence and "best *tried*" in v.sentence
+    assert [f["side"] for f in v.numbers["per_fraction"]] == ["high", "high"] and v.numbers["edge_fractions_text"] == "0.3, 0.5"
 
 
 def test_best_strength_two_strengths_is_always_an_edge():
     v = best_strength_at_edge(cells_frame(0.1, strengths=(0.1, 1.0), seeds=1), "L2")
-    assert v.verdict == DOES_NOT_HOLD and "every one is an edge" in v.sentence
+    assert v.verdict == DOES_NOT_HOLD and all(f["at_edge"] for f in v.numbers["per_fraction"])
 
 
 def test_best_strength_inside_one_seed_cannot_tell():
     v = best_strength_at_edge(cells_frame(0.5, seeds=1), "L2")
-    assert v.verdict == CANNOT_TELL and "in one run" in v.sentence
+    assert v.verdict == CANNOT_TELL and v.numbers["seeds"] == 1 and v.numbers["edge_fractions"] == []
 
 
 def test_best_strength_none_groks_uses_accuracy():
     c = pd.DataFrame([cell("L2", s, 0.3, 3, 0, acc=a) for s, a in ((0.1, 0.3), (0.5, 0.6), (1.0, 0.4))])
     v = best_strength_at_edge(c, "L2")
     assert v.verdict == HOLDS and v.numbers["per_fraction"][0]["best"] == [0.5]
-    assert "none groks" in v.sentence
+    assert v.numbers["per_fraction"][0]["groks"] is False
 
 
 def test_late_rise():
     assert abs(late_rise([0.5] * 8 + [0.6, 0.9]) - 0.3) < 1e-9  # 10 evaluations, n = 2: v[-1] - v[-2]
     assert np.isnan(late_rise([0.5]))
-
-
-def stuck(rises, method="L2", frac=0.5):
-    return pd.DataFrame({"method": method, "train_frac": frac, "rise": rises, "final_val_acc": 0.5})
-
-
-def test_still_improving_branches():
-    assert still_improving(stuck([0.0, 0.01]), 2000, "L2").verdict == HOLDS
-    v = still_improving(stuck([0.0, 0.2]), 2000, "L2")
-    assert v.verdict == DOES_NOT_HOLD and v.numbers["still_rising"] == 1 and "within 2000 steps" in v.sentence
-    assert still_improving(stuck([0.0]), 2000, "LRD").verdict == CANNOT_TELL
-
-
-def test_boundary_uncertainty_branches():
-    c1 = pd.DataFrame([cell("L2", 1.0, f, 1, k) for f, k in ((0.3, 0), (0.5, 1))])
-    b1 = pd.DataFrame([{"method": "L2", "strength": 1.0, "boundary": 0.5, "boot_lo": 0.5, "boot_hi": 0.5,
-                        "certain": np.nan, "plausible": 0.3}])
-    v = boundary_uncertainty(b1, c1, "L2")
-    assert v.verdict == CANNOT_TELL and v.numbers["bootstrap_zero_width"] and "zero-width" in v.sentence
-    c3 = pd.DataFrame([cell("L2", 1.0, f, 3, k) for f, k in ((0.3, 0), (0.5, 3))])
-    b3 = b1.assign(certain=np.nan, plausible=0.3)
-    v = boundary_uncertainty(b3, c3, "L2")
-    assert v.verdict == DOES_NOT_HOLD and v.numbers["unanimous_cells"] and "seeds agree" in v.sentence
-    c5 = pd.DataFrame([cell("L2", 1.0, f, 6, k) for f, k in ((0.3, 0), (0.5, 6))])
-    assert boundary_uncertainty(b1.assign(certain=0.5, plausible=0.5), c5, "L2").verdict == HOLDS
-
-
-def region(rows):
-    return pd.DataFrame([{"method": m, "train_frac": f, "groks": g, "steps_to_grok": s} for m, f, g, s in rows])
-
-
-def test_region_expansion_branches():
-    r = region([("LRD", 0.3, True, 1500), ("L2", 0.3, False, np.nan), ("LRD", 0.5, True, 900), ("L2", 0.5, True, 800)])
-    v = region_expansion(r, budget=2000, seeds=3)
-    assert v.verdict == HOLDS and v.numbers["a_only"] == [0.3] and v.numbers["both"] == [0.5]
-    assert "LRD 900 vs L2 800" in v.sentence
-    r2 = region([("LRD", 0.5, True, 900), ("L2", 0.5, True, 800)])
-    assert region_expansion(r2, seeds=3).verdict == DOES_NOT_HOLD
-    v1 = region_expansion(r, seeds=1)
-    assert v1.verdict == CANNOT_TELL and "in one run" in v1.sentence
-
-
-def test_method_fails_at_branches():
-    grok = pd.DataFrame([cell("L2", 0.1, 0.5, 3, 0), cell("L2", 1.0, 0.5, 3, 3, 1600)])
-    assert method_fails_at(grok, stuck([]), "L2", 0.5, 2000).verdict == DOES_NOT_HOLD
-    none = pd.DataFrame([cell("L2", 0.1, 0.5, 3, 0), cell("L2", 1.0, 0.5, 3, 0)])
-    assert method_fails_at(none, stuck([0.0] * 6), "L2", 0.5, 2000).verdict == HOLDS
-    v = method_fails_at(none, stuck([0.0] * 5 + [0.3]), "L2", 0.5, 2000)
-    assert v.verdict == CANNOT_TELL and "still rising" in v.sentence
-    one = pd.DataFrame([cell("L2", 1.0, 0.5, 1, 1, 1600)])
-    v = method_fails_at(one, stuck([]), "L2", 0.5, 2000)
-    assert v.verdict == CANNOT_TELL and "in one run" in v.sentence
 
 
 def gt_frame(rows):
@@ -127,9 +71,11 @@ def gt_frame(rows):
 
 def test_arm_outcome_reports_censored():
     gt = gt_frame([("x", 3, 2, 1200.0, 0.99), ("y", 3, 0, np.nan, 0.5)])
-    assert "2/3" in arm_outcome(gt, "x", 2500) and "1 censored at 2500" in arm_outcome(gt, "x", 2500)
-    assert "0/3 within 2500 steps" in arm_outcome(gt, "y", 2500)
-    assert "not run" in arm_outcome(gt, "z", 2500)
+    x = arm_outcome(gt, "x", 2500)
+    assert (x["grokked"], x["seeds"], x["censored"], x["median_text"]) == (2, 3, 1, "1200")
+    y = arm_outcome(gt, "y", 2500)
+    assert (y["grokked"], y["censored"], y["median_text"], y["budget"]) == (0, 3, "n/a", 2500)
+    assert arm_outcome(gt, "z", 2500) == {"arm": "z", "run": False}
 
 
 def test_tangential_mechanism_branches():
@@ -138,12 +84,12 @@ def test_tangential_mechanism_branches():
                        ("tan", n, kt, 1000.0 if kt else np.nan, 0.99 if kt else 0.5)])
         return tangential_mechanism(gt, "rad", "tan", 2500)
     r = v(3, 0)
-    assert r.verdict == DOES_NOT_HOLD and "not necessary" in r.sentence and "0/3" in r.sentence
+    assert r.verdict == DOES_NOT_HOLD and r.numbers["radial_groks"] and r.numbers["tangential_text"] == "0/3"
     assert v(3, 3).verdict == DOES_NOT_HOLD
     assert v(0, 3).verdict == HOLDS
     assert v(0, 0).verdict == CANNOT_TELL
     one = v(1, 0, n=1)
-    assert one.verdict == CANNOT_TELL and "in one run" in one.sentence and "not necessary" in one.sentence
+    assert one.verdict == CANNOT_TELL and one.numbers["seeds"] == 1 and one.numbers["radial_groks"]
 
 
 def test_displacement_ratio_and_drift():
@@ -156,7 +102,7 @@ def test_displacement_ratio_and_drift():
     assert np.allclose(r[r.arm == "ref"].ratio, 1.0) and np.isclose(r[(r.arm == "far") & (r.step == 1000)].ratio.iloc[0], 3.0)
     assert matched_drift(r, "exact").verdict == HOLDS
     d = matched_drift(r, "far")
-    assert d.verdict == DOES_NOT_HOLD and d.numbers["first_off_step"] == 1000 and "3.00×" in d.sentence
+    assert d.verdict == DOES_NOT_HOLD and d.numbers["first_off_step"] == 1000 and d.numbers["ratio_range"][1] == pytest.approx(3.0)
     assert matched_drift(r, "missing").verdict == CANNOT_TELL
 
 
@@ -169,9 +115,9 @@ def test_rank_collapse_precondition_branches():
 
 def test_outcomes_say_whether_censored_runs_were_still_rising():
     gt = gt_frame([("rad", 1, 1, 900.0, 0.99), ("tan", 1, 0, np.nan, 0.6)])
-    assert "no censored run still rising" in arm_outcome(gt, "tan", 2500, 0)
+    assert arm_outcome(gt, "tan", 2500, 0)["still_rising_text"] == "0/1"
     v = tangential_mechanism(gt, "rad", "tan", 2500, still_rising={"tan": 1})
-    assert "1 of its 1 censored run(s) still rising" in v.sentence and v.verdict == CANNOT_TELL
+    assert v.numbers["tangential_still_rising_text"] == "1/1" and v.verdict == CANNOT_TELL
 
 
 # ---------------------------------------------------------------- seed setting (03, 06)
@@ -188,20 +134,21 @@ from lrdlib.analysis.verdicts import (  # noqa: E402
 
 
 def test_censored_runs_are_counted_not_dropped():
-    assert grok_counts([1200, None], 2500) == "1/2 grokked within 2500 steps (at 1200; median > 2500)"
+    assert grok_counts([1200, None], 2500) == {"grokked": 1, "n": 2, "at": [1200.0], "median": None,
+                                               "at_text": "1200", "median_text": "> 2500"}
     assert censored_median([100, 200, None], 500) == 200 and censored_median([100, None], 500) == np.inf
     assert earlier_share([100], [200, None]) == 1.0 and earlier_share([None], [None]) == 0.5
 
 
 def test_luon_vs_lrd_one_seed_is_no_conclusion():
     v = luon_vs_lrd([1200], [1500], 2500)
-    assert v.verdict == CANNOT_TELL and "in one run" in v.sentence and "no conclusion" in v.sentence
+    assert v.verdict == CANNOT_TELL and v.numbers["earlier_share"] == 1.0 and v.numbers["pairs"] == 1
 
 
 def test_luon_vs_lrd_keeps_the_seed_that_did_not_grok():
     """The referee's point: Luon's range of one grokked seed must not 'not overlap' LRD's."""
     v = luon_vs_lrd([1000, None, None], [1500, 1600, 1700], 2500)
-    assert v.numbers["a_grokked"] == 1 and "1/3 grokked" in v.sentence
+    assert v.numbers["a_grokked"] == 1 and v.numbers["a_n"] == 3 and v.numbers["a_steps"][1:] == [None, None]
     assert v.verdict == DOES_NOT_HOLD and v.numbers["earlier_share"] == pytest.approx(1 / 3)
 
 
@@ -209,20 +156,22 @@ def test_luon_vs_lrd_separated_overlapping_and_none():
     assert luon_vs_lrd([100, 200, 300], [400, 500, None], 600).verdict == HOLDS
     assert luon_vs_lrd([100, 450, 300], [400, 500, 200], 600).verdict == CANNOT_TELL
     assert luon_vs_lrd([None] * 3, [None] * 3, 600).verdict == CANNOT_TELL
-    assert faster_to_grok([100] * 3, [200] * 3, 300, "A", "B").claim == "A groks faster than B"
+    v = faster_to_grok([100] * 3, [200] * 3, 300, "A", "B")
+    assert v.verdict == HOLDS and (v.numbers["a_name"], v.numbers["b_name"], v.numbers["pairs"]) == ("A", "B", 9)
+    assert v.say("{a_name} groks faster than {b_name}: {verdict}") == "A groks faster than B: holds"
 
 
 def test_groks_where_other_does_not():
     assert groks_where_other_does_not([1, 2, 3], [None] * 3, 10, "LRD", "L2").verdict == HOLDS
     assert groks_where_other_does_not([1, 2, 3], [1, 2, None], 10, "LRD", "L2").verdict == DOES_NOT_HOLD
     v = groks_where_other_does_not([None], [None], 10, "LRD", "L2", unconfirmed={"LRD": 1})
-    assert v.verdict == CANNOT_TELL and "would hold" in v.sentence and "in one run" in v.sentence
+    assert v.verdict == CANNOT_TELL and v.numbers["holds_with_unconfirmed"] and not v.numbers["holds_at_face_value"]
 
 
 def test_seed_l2_is_under_tuned_not_slow():
     v = seed_l2_undertuned([None] * 3, [1600, 1700, None], 2500, "L2 (wd 0.1)", "L2 (wd 1.0)", [0.5, 0.5, 0.51], 0.5)
-    assert v.verdict == DOES_NOT_HOLD and "under-tuned" in v.sentence and "slow" not in v.sentence
-    assert "not tested" in v.sentence and "0/3 grokked" in v.sentence
+    assert v.verdict == DOES_NOT_HOLD and v.numbers["seed"] == [0, 3] and v.numbers["own"] == [2, 3]
+    assert v.numbers["acc_range_text"] == "0.50-0.51" and v.numbers["ceiling_text"] == "0.50"
     assert seed_l2_undertuned([None], [1600], 2500, "a", "b").verdict == CANNOT_TELL
     assert seed_l2_undertuned([None] * 3, [None] * 3, 2500, "a", "b").verdict == CANNOT_TELL
     assert seed_l2_undertuned([1, 2, 3], [None] * 3, 2500, "a", "b").verdict == DOES_NOT_HOLD
@@ -238,11 +187,11 @@ def test_rank_collapse_within():
 def test_paired_by_seed_branches():
     from lrdlib.analysis.verdicts import paired_by_seed
     two = paired_by_seed({0: 1300, 1: 1100}, {0: 1700, 1: 1500}, 2500, "Luon", "LRD")
-    assert two.verdict == CANNOT_TELL and "earlier in 2 of 2" in two.sentence
-    assert "seed 0: Luon 1300 vs LRD 1700 (Luon earlier by 400)" in two.sentence
+    assert two.verdict == CANNOT_TELL and (two.numbers["a_earlier"], two.numbers["pairs"]) == (2, 2)
+    assert two.numbers["pairs_text"] == "seed 0: 1300 vs 1700; seed 1: 1100 vs 1500"
     assert paired_by_seed({0: 1, 1: 2, 2: 3}, {0: 5, 1: 5, 2: None}, 2500, "a", "b").verdict == HOLDS
     v = paired_by_seed({0: None, 1: 900, 2: 900}, {0: 700, 1: 800, 2: 900}, 2500, "a", "b")
-    assert v.verdict == DOES_NOT_HOLD and "not within 2500" in v.sentence and "tie" in v.sentence
+    assert v.verdict == DOES_NOT_HOLD and v.numbers["ties"] == 1 and v.numbers["pairs_text"].startswith("seed 0: > 2500")
     assert paired_by_seed({0: 1, 1: 1, 2: 9}, {0: 2, 1: 2, 2: 3}, 2500, "a", "b").verdict == CANNOT_TELL
     assert paired_by_seed({0: 1}, {1: 2}, 2500, "a", "b").verdict == CANNOT_TELL
 
@@ -250,18 +199,18 @@ def test_paired_by_seed_branches():
 def test_tangential_mechanism_arm_not_run():
     gt = gt_frame([("tan", 1, 0, np.nan, 0.5)])
     v = tangential_mechanism(gt, "rad", "tan", 150)
-    assert v.verdict == CANNOT_TELL and "not run" in v.sentence
+    assert v.verdict == CANNOT_TELL and v.numbers["radial"] is None and v.numbers["seeds"] == 0
 
 
 def test_as_fast_as_branches():
     from lrdlib.analysis.verdicts import as_fast_as
     assert as_fast_as([1000, 1100, 1200], [900, 1000, 1100], 2500, "fixed norm", "LRD").verdict == HOLDS
     v = as_fast_as([2000, None, None], [900, 1000, 1100], 2500, "fixed norm", "LRD")
-    assert v.verdict == DOES_NOT_HOLD and "1/3 grokked" in v.sentence and v.numbers["a_median"] is None
+    assert v.verdict == DOES_NOT_HOLD and (v.numbers["a_grokked"], v.numbers["a_n"]) == (1, 3) and v.numbers["a_median"] is None
     assert as_fast_as([900] * 3, [None] * 3, 2500, "a", "b").verdict == HOLDS          # faster where b never groks
     assert as_fast_as([None] * 3, [None] * 3, 2500, "a", "b").verdict == CANNOT_TELL
     one = as_fast_as([3000], [1000], 5000, "a", "b")
-    assert one.verdict == CANNOT_TELL and "in one run" in one.sentence and "is not met" in one.sentence
+    assert one.verdict == CANNOT_TELL and one.numbers["ratio"] == 3.0 and one.numbers["a_n"] == 1
 
 
 def corr_frame(rho_ref, rho_geo, gap):
@@ -274,9 +223,9 @@ def corr_frame(rho_ref, rho_geo, gap):
 def test_explains_better_branches():
     from lrdlib.analysis.verdicts import explains_better
     v = explains_better(corr_frame(0.1, 0.8, (0.3, 0.9)), seeds=3)
-    assert v.verdict == HOLDS and v.numbers["best"] == "norm" and "over 20 runs" in v.sentence
+    assert v.verdict == HOLDS and v.numbers["best"] == "norm" and v.numbers["n_runs"] == 20
     assert explains_better(corr_frame(-0.8, 0.5, (-0.6, 0.1)), seeds=3).verdict == DOES_NOT_HOLD
     assert explains_better(corr_frame(0.4, -0.6, (-0.1, 0.5)), seeds=5).verdict == CANNOT_TELL
     one = explains_better(corr_frame(0.1, 0.8, (0.3, 0.9)), seeds=1)
-    assert one.verdict == CANNOT_TELL and "in one run" in one.sentence and "face value" in one.sentence
+    assert one.verdict == CANNOT_TELL and one.numbers["seeds_per_arm"] == 1 and one.numbers["best"] == "norm"
     assert explains_better(corr_frame(np.nan, np.nan, (np.nan, np.nan)), seeds=3).verdict == CANNOT_TELL

@@ -32,6 +32,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.colors import to_hex, to_rgb
 
 from lrdlib.core.training import strict_json
@@ -63,8 +64,17 @@ CEILING_STYLE = {"color": "0.2", "ls": ":", "lw": 1.0}
 
 
 def apply_style() -> None:
-    """Set the collection's matplotlib style (rcParams) for the rest of the session."""
-    mpl.rcParams.update(STYLE)
+    """Set the collection's style for the rest of the session: seaborn's ``paper`` context and
+    ``whitegrid`` theme with the print sizes of ``STYLE``, and the method colours first in the
+    palette (``palette()``)."""
+    sns.set_theme(context="paper", style="whitegrid", palette=palette(), rc=STYLE)
+
+
+def palette(n: int | None = None) -> list[str]:
+    """The collection's categorical palette: the method colours (L2, LRD, Luon), then the
+    colours of other arms; ``n`` colours (cycled), or all of them."""
+    colors = [*METHOD_COLORS.values(), *OTHER_COLORS]
+    return colors if n is None else sns.color_palette(colors, n).as_hex()
 
 
 def figure(width: str = "single", height: float | None = None, nrows: int = 1, ncols: int = 1,
@@ -282,6 +292,18 @@ def _json_number(obj):
     return v if np.isfinite(v) else None
 
 
+SIGNIFICANT = 6  # digits a chapter number keeps: the last digits of a float sum depend on the processor
+
+
+def _rounded(obj):
+    """Every float in ``obj`` rounded to ``SIGNIFICANT`` significant digits."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v) for v in obj]
+    return float(f"{obj:.{SIGNIFICANT}g}") if isinstance(obj, float) else obj
+
+
 def save_results(name: str, results: dict) -> Path:
     """Write ``build/results/<name>.json``; at ``results["profile"] == "paper"`` also the committed
     copy ``paper/results/chapters/<name>.json`` that the manuscript's macros are made from.
@@ -289,9 +311,10 @@ def save_results(name: str, results: dict) -> Path:
     Strict JSON: a non-finite number (a Kaplan-Meier median beyond the budget, ``inf``; a quantity
     undefined for an arm, ``nan``) is written as ``null``, which every JSON reader accepts and the
     manuscript's macros print through their ``if_null`` text; numpy scalars and 0-d tensors as
-    numbers."""
+    numbers; every float rounded to ``SIGNIFICANT`` digits, so that the file does not change with
+    the processor's last-digit rounding."""
     _check(name)
-    text = json.dumps(strict_json(results), indent=2, allow_nan=False, default=_json_number)
+    text = json.dumps(_rounded(strict_json(results)), indent=2, allow_nan=False, default=_json_number)
     path = results_dir() / f"{name}.json"
     path.write_text(text)
     if results.get("profile") == "paper":

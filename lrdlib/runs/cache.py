@@ -122,17 +122,31 @@ class RunCache:
         atomic_write(self.record_path(cfg), lambda t: Path(t).write_text(text))
         return self.store.save(cfg, record) if self.store is not None else json.loads(text)
 
-    def save_weights(self, cfg: RunConfig, state: dict[str, torch.Tensor]) -> None:
-        """Write only the final weights of a run whose record is kept as it is (``trained_model``)."""
+    def save_weights(self, cfg: RunConfig, state: dict[str, torch.Tensor], store: bool = False,
+                     metadata: dict | None = None) -> None:
+        """Write only the final weights of a run whose record is kept as it is (``trained_model``);
+        ``store``: into the results store's ``weights/`` too, committed with the records;
+        ``metadata``: what trained them (kept in the safetensors header as text)."""
         st = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-        atomic_write(self.weights_path(cfg), lambda t: save_file(st, t))
+        meta = {"key": cfg.key(), **{k: str(v) for k, v in (metadata or {}).items()}}
+        paths = [self.weights_path(cfg)]
+        if store and self.store is not None:
+            paths.append(self.store.weights_path(cfg.key()))
+        for path in paths:
+            atomic_write(path, lambda t: save_file(st, t, metadata=meta))
 
     def load_weights(self, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
-        """The stored final weights, or None if absent or unreadable (truncated, not safetensors)."""
-        try:
-            return load_file(self.weights_path(cfg))
-        except Exception:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
-            return None
+        """The final weights of ``cfg``: the results store's committed copy first (the weights of the
+        run its record describes), else the run cache's; None if absent or unreadable."""
+        paths = [self.weights_path(cfg)]
+        if self.store is not None:
+            paths.insert(0, self.store.weights_path(cfg.key()))
+        for path in paths:
+            try:
+                return load_file(path)
+            except Exception:  # noqa: BLE001 - absent, or safetensors' own error for a corrupt file
+                continue
+        return None
 
     def claim(self, cfg: RunConfig, poll_s: float = 2.0) -> bool:
         """Claim the missing run ``cfg`` for this process (create ``<key>.lock`` atomically). Returns
@@ -189,10 +203,15 @@ def train(cfg: RunConfig, *, cache: RunCache | None = None, use_cache: bool = Tr
 
 
 def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool = False) -> Transformer:
-    """The final model of a run: its saved weights, else retrained now (the results store keeps no
-    weights, so on a fresh machine this retrains the run). A retrain leaves an existing record as it
-    is and writes only the weights; where the record was made on another processor or thread count
-    it warns that the weights are not the ones the record describes (rounding differs)."""
+    """The final model of a run: its saved weights (the results store's ``weights/`` first, which a
+    fresh clone has), else retrained now.
+
+    A retrain leaves an existing record as it is; it writes the weights to the run cache and, with a
+    results store attached, to the store's ``weights/`` (committed beside the records, so that every
+    other machine reads these weights instead of retraining), each file naming in its metadata the
+    processor, thread count and torch that trained it. Where the record names another processor or
+    thread count (or none), it warns that the weights are not bit for bit those of the run the record
+    describes (rounding differs)."""
     cache = cache if cache is not None else RunCache()
     model = build_model(cfg.model, cfg.seed, "cpu")
     stored = cache.load(cfg)
@@ -204,17 +223,14 @@ def trained_model(cfg: RunConfig, cache: RunCache | None = None, progress: bool 
     except (RuntimeError, ValueError):  # weights of another shape or names: not this run's
         pass
     cache.check_writable()
-    if stored is not None:
-        here = (processor(cfg.device), torch.get_num_threads())
-        there = (stored.get("processor"), stored.get("threads"))
-        if here != there:
-            warnings.warn(f"run {cfg.key()}: its record was made on {there[0]!r} with {there[1]} thread(s); "
-                          f"retrained here on {here[0]!r} with {here[1]} for its weights, which therefore differ "
-                          "from the run the record describes (rounding differs)", RuntimeWarning, stacklevel=2)
+    here = {"processor": processor(cfg.device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if stored is not None and (stored.get("processor"), stored.get("threads")) != (here["processor"], here["threads"]):
+        warnings.warn(f"run {cfg.key()}: its record was made on {stored.get('processor')!r} with {stored.get('threads')} "
+                      f"thread(s); retrained here on {here['processor']!r} with {here['threads']} for its weights, which "
+                      "therefore differ from the run the record describes (rounding differs)", RuntimeWarning, stacklevel=2)
     rec, state = run(cfg, progress=progress)
-    if stored is not None and stored.get("key") == cfg.key():
-        cache.save_weights(cfg, state)
-    else:
-        cache.save(cfg, rec, state)
+    if stored is None or stored.get("key") != cfg.key():
+        cache.save(cfg, rec)
+    cache.save_weights(cfg, state, store=True, metadata=here)
     model.load_state_dict(state)
     return model

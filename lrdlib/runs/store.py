@@ -233,6 +233,11 @@ class ResultStore:
         """Where the measures ``tag`` (taken every ``every`` steps) of the run ``key`` are kept."""
         return self.measures_root / key[:2] / f"{key}.{tag}-{every}.json"
 
+    def weights_path(self, key: str) -> Path:
+        """Where the final weights of the run ``key`` are kept, for the few runs whose weights a
+        chapter reads (``lrdlib.runs.cache.trained_model``): ``weights/<key[:2]>/<key>.safetensors``."""
+        return self.root.parent / "weights" / key[:2] / f"{key}.safetensors"
+
     def save(self, cfg: RunConfig, record: dict) -> dict:
         """Store ``record`` (compacted) and return the stored form."""
         rec = compact(record, self.max_points)

@@ -1,8 +1,9 @@
 """Training trajectories of the seed model (notebooks 01, 02).
 
-* ``snapshot_run(cfg, every)``: re-runs the training loop (``lrdlib.core.training.run``, through its probe hook) (same pieces,
-  same batches, so the same trajectory as ``train(cfg)``) and keeps the target matrices and
-  their task gradients every ``every`` steps; cached next to the run cache.
+* ``snapshot_run(cfg, every)``: re-runs the training loop (``lrdlib.core.training.run``, through
+  its probe hook: same pieces, same batches, so the same trajectory as ``train(cfg)``) and keeps
+  the target matrices and their task gradients every ``every`` steps;
+  ``trajectory_measures`` keeps what notebook 01 computes from them, in the results store.
 * ``trajectory_split(snap, ...)``: radial and tangential norms, at each snapshot, of the task
   gradient, of the L2 direction W, of the LRD direction NS(W) and of the exact U Vᵀ;
   ``share_table``, ``split_checks`` and ``decay_displacements`` summarise it.
@@ -11,26 +12,42 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
 
 from lrdlib.core.config import RunConfig
+from lrdlib.core.machine import processor
 from lrdlib.core.newton_schulz import newton_schulz
 from lrdlib.core.polar_geometry import polar_tangential_share, radial_tangential_norms
 from lrdlib.core.spectral import fro, polar
 from lrdlib.core.training import run
-from lrdlib.runs.files import atomic_write
-from lrdlib.runs.paths import cache_dir
+from lrdlib.runs.cache import RunCache
+from lrdlib.runs.checkpoints import measure_along
 
 
-def _snapshot_path(cfg: RunConfig, every: int) -> Path:
-    return cache_dir() / f"{cfg.key()}.snapshots-{every}.pt"
+class Snapshots:
+    """A probe hook of ``lrdlib.core.training.run`` that keeps, every few steps, the target
+    matrices W before the step and the task gradient G of the step's minibatch at them."""
+
+    def __init__(self):
+        self.steps, self.W, self.G = [], [], []
+
+    def __call__(self, step, probe) -> None:
+        self.steps.append(step)
+        self.W.append(probe.W0.float().cpu())
+        self.G.append(probe.G.float().cpu())
+
+    def snapshot(self, record: dict, state: dict | None = None) -> dict:
+        out = {"names": record["targets"], "steps": self.steps,
+               "W": torch.stack(self.W) if self.W else torch.empty(0),
+               "G": torch.stack(self.G) if self.G else torch.empty(0)}
+        if state is not None:
+            out["W_final"] = torch.stack([state[n].float().cpu() for n in record["targets"]])
+        return out
 
 
-def snapshot_run(cfg: RunConfig, every: int, use_cache: bool = True) -> dict:
+def snapshot_run(cfg: RunConfig, every: int) -> dict:
     """The training trajectory of ``cfg`` (``lrdlib.core.training.run`` with a probe hook: the same
     loop, hence the same trajectory as ``train(cfg)`` on the same device), keeping the target
     matrices every ``every`` steps.
@@ -38,31 +55,36 @@ def snapshot_run(cfg: RunConfig, every: int, use_cache: bool = True) -> dict:
     Returns {"names", "steps": [s, ...], "W": (S, K, m, n) float32 (the targets *before*
     step s, i.e. after s − 1 steps), "G": (S, K, m, n) the task gradient of step s's minibatch
     at those weights, "W_final": (K, m, n) the targets after the last step}.
-    Cached in the run cache folder as ``<key>.snapshots-<every>.pt``.
     """
-
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ValueError(f"every={every!r} must be a positive integer")
-    path = _snapshot_path(cfg, every)
-    if use_cache and path.exists():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - unreadable (not written by us): recompute
-            pass
-    steps, Ws, Gs = [], [], []
-
-    def keep(step, probe) -> None:
-        steps.append(step)
-        Ws.append(probe.W0.float().cpu())
-        Gs.append(probe.G.float().cpu())
-
+    keep = Snapshots()
     rec, state = run(cfg, probe_every=every, on_probe=keep)
-    out = {"names": rec["targets"], "steps": steps,
-           "W": torch.stack(Ws) if Ws else torch.empty(0), "G": torch.stack(Gs) if Gs else torch.empty(0),
-           "W_final": torch.stack([state[n].float().cpu() for n in rec["targets"]])}
-    if use_cache:
-        atomic_write(path, lambda t: torch.save(out, t))
-    return out
+    return keep.snapshot(rec, state)
+
+
+def trajectory_measures(cfg: RunConfig, every: int, record: dict, cache: RunCache | None = None) -> dict:
+    """The trajectory of ``cfg`` every ``every`` steps as data, taken once and kept (at
+    ``PROFILE=paper`` in the results store's ``measures/``, so that a fresh clone on any processor
+    reads the same numbers instead of retraining): {"steps", "split" (the rows of
+    ``trajectory_split``), "checks" (``split_checks``), "mismatch", "compared"
+    (``snapshot_record_mismatch`` against ``record``, the full run of which ``cfg`` is the
+    beginning), "processor" (what computed them)}."""
+
+    def measure(_cfg):
+        keep = Snapshots()
+
+        def result(rec):
+            snap = keep.snapshot(rec)
+            split = trajectory_split(snap)
+            checks = split_checks(snap, split)
+            mismatch, n = snapshot_record_mismatch(snap, record)
+            return {"steps": snap["steps"], "split": split.to_dict(orient="records"),
+                    "checks": {**checks, "ns_over_polar": checks["ns_over_polar"].tolist()},
+                    "mismatch": mismatch, "compared": n, "processor": processor(cfg.device)}
+        keep.result = result
+        return keep
+    return measure_along(cfg, every, measure, "trajectory", cache=cache, hook=True)[1]
 
 
 def snapshot_record_mismatch(snap: dict, record: dict) -> tuple[float, int]:
