@@ -1,6 +1,7 @@
 # lrd-companion — set-up, tests and reproduction. Needs Python 3.11 and make only.
 #
 #   make test                      create .venv if missing, install, run the test suite
+#   make demo                      L2 and LRD grokking side by side, live, in about a minute
 #   make test-fast                 the suite without the slow tests (notebooks, process pools)
 #   make lint                      ruff, and lint-imports (the layers core <- runs <- analysis)
 #   make reproduce                 execute every notebook from the committed store (PROFILE=paper): no training
@@ -41,7 +42,7 @@ ifneq ($(NB),)
 NOTEBOOKS := $(sort $(wildcard $(foreach n,$(NB),notebooks/$(n)*.ipynb notebooks/$(n))))
 endif
 
-.PHONY: venv test test-fast lint reproduce notebook lab benchmark clean paper arxiv verify check-device
+.PHONY: venv test test-fast lint reproduce notebook lab demo benchmark clean paper arxiv verify check-device
 
 venv: $(VENV)/.installed
 
@@ -70,13 +71,17 @@ check-device: venv
 reproduce: venv check-device
 	@test -n "$(NOTEBOOKS)" || { echo "no notebook matches NB=$(NB)"; exit 2; }
 	@mkdir -p $(BUILD)/notebooks figures
-	@set -e; i=0; n=$(words $(NOTEBOOKS)); for nb in $(NOTEBOOKS); do \
+	@set -e; i=0; n=$(words $(NOTEBOOKS)); t0=$$(date +%s); \
+	trap 'kill -TERM -- -$$pid 2>/dev/null; wait $$pid 2>/dev/null; \
+	  echo; echo "stopped in $$nb; the notebooks before it are done ($(BUILD)/notebooks), runs already trained are kept"; exit 130' INT TERM; \
+	for nb in $(NOTEBOOKS); do \
 	  i=$$((i+1)); out=$(BUILD)/notebooks/$$(basename $$nb); start=$$(date +%s); \
-	  echo ">>> [$$i/$$n] $$nb  (profile=$(PROFILE), device=$(DEVICE))"; \
-	  TQDM_DISABLE=1 $(PY) -m papermill $$nb $$out -k $(KERNEL) --cwd notebooks -p profile $(PROFILE) -p device $(DEVICE) \
-	    --log-level WARNING; \
+	  echo ">>> [$$i/$$n] $$nb  (profile=$(PROFILE), device=$(DEVICE); $$((start - t0)) s so far)"; \
+	  setsid $(PY) -m papermill $$nb $$out -k $(KERNEL) --cwd notebooks -p profile $(PROFILE) -p device $(DEVICE) \
+	    --log-level WARNING --stderr-file $(abspath $(BUILD))/notebooks/$$(basename $$nb .ipynb).stderr & pid=$$!; \
+	  wait $$pid || { echo "    FAILED after $$(( $$(date +%s) - start )) s: see $$out and $(BUILD)/notebooks/$$(basename $$nb .ipynb).stderr"; exit 1; }; \
 	  echo "    done in $$(( $$(date +%s) - start )) s -> $$out"; \
-	done
+	done; echo "all $$n notebooks in $$(( $$(date +%s) - t0 )) s"
 
 notebook: reproduce
 
@@ -87,6 +92,9 @@ lab: venv
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@test -d $(BUILD)/notebooks || $(MAKE) reproduce
 	$(VENV)/bin/jupyter lab --notebook-dir=$(BUILD)/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+demo: venv
+	$(PY) -m lrdlib.demo
 
 benchmark: venv
 	$(PY) benchmarks/step_time.py --device $(DEVICE)

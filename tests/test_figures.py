@@ -198,6 +198,16 @@ def test_chapter_results_are_strict_json_with_null_for_non_finite(tmp_path, monk
                        "t": 0.5, "ok": True}
 
 
+def test_chapter_numbers_do_not_carry_processor_rounding(tmp_path, monkeypatch):
+    """Two processors that round the last digits differently write the same file."""
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
+    a = {"share": 0.1234567891, "residual": 2.3e-16, "neg": -4.1e-17, "tol": 1e-12, "steps": [700, 1.5]}
+    b = {"share": 0.1234567894, "residual": 7.9e-16, "neg": -9.0e-17, "tol": 1e-12, "steps": [700, 1.5]}
+    text = F.save_results("demo", a).read_text()
+    assert F.save_results("demo", b).read_text() == text
+    assert json.loads(text) == {"share": 0.123457, "residual": 1e-15, "neg": -1e-16, "tol": 1e-12, "steps": [700, 1.5]}
+
+
 def test_committed_chapter_results_are_strict_json():
     from lrdlib.runs.paths import repo_root
 

@@ -23,6 +23,7 @@ retyping them.
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Iterable, Sequence
@@ -292,16 +293,25 @@ def _json_number(obj):
     return v if np.isfinite(v) else None
 
 
-SIGNIFICANT = 6  # digits a chapter number keeps: the last digits of a float sum depend on the processor
+SIGNIFICANT = 6   # digits a chapter number keeps: the last digits of a float sum depend on the processor
+NOISE = 1e-9      # below this a number is rounding noise (an identity's residual): kept as the power of ten above it
 
 
 def _rounded(obj):
-    """Every float in ``obj`` rounded to ``SIGNIFICANT`` significant digits."""
+    """Every float in ``obj`` rounded to ``SIGNIFICANT`` significant digits; one below ``NOISE`` in
+    magnitude (rounding noise, whose digits depend on the processor) replaced by the power of ten
+    above it, an upper bound that does not."""
     if isinstance(obj, dict):
         return {k: _rounded(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_rounded(v) for v in obj]
-    return float(f"{obj:.{SIGNIFICANT}g}") if isinstance(obj, float) else obj
+    if not isinstance(obj, float) or not math.isfinite(obj):
+        return obj
+    if 0 < abs(obj) < NOISE:
+        e = math.floor(math.log10(abs(obj)))
+        e += 10.0 ** e < abs(obj) * (1 - 1e-9)
+        return math.copysign(float(f"1e{e}"), obj)
+    return float(f"{obj:.{SIGNIFICANT}g}")
 
 
 def save_results(name: str, results: dict) -> Path:

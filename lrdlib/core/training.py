@@ -337,7 +337,7 @@ def run(cfg: RunConfig, *, progress: bool | None = None, desc: str | None = None
         W = _stack(params)
         finite = math.isfinite(tl) and math.isfinite(vl) and bool(torch.isfinite(W).all())
         _append(spectra, names, _spectra(W) if finite else _nan_spectra(W))
-        pbar.set_postfix(train=f"{ta:.3f}", val=f"{va:.3f}", refresh=False)
+        pbar.set_postfix(loss=f"{tl:.3f}", train=f"{ta:.3f}", val=f"{va:.3f}", refresh=False)
         if not finite:
             status = "diverged"
             return True

@@ -69,7 +69,8 @@ def trajectory_measures(cfg: RunConfig, every: int, record: dict, cache: RunCach
     reads the same numbers instead of retraining): {"steps", "split" (the rows of
     ``trajectory_split``), "checks" (``split_checks``), "mismatch", "compared"
     (``snapshot_record_mismatch`` against ``record``, the full run of which ``cfg`` is the
-    beginning), "processor" (what computed them)}."""
+    beginning), "mismatch_by_step", "processor" (what computed them: on another processor than
+    ``record``'s the two trajectories drift apart by rounding)}."""
 
     def measure(_cfg):
         keep = Snapshots()
@@ -81,29 +82,34 @@ def trajectory_measures(cfg: RunConfig, every: int, record: dict, cache: RunCach
             mismatch, n = snapshot_record_mismatch(snap, record)
             return {"steps": snap["steps"], "split": split.to_dict(orient="records"),
                     "checks": {**checks, "ns_over_polar": checks["ns_over_polar"].tolist()},
-                    "mismatch": mismatch, "compared": n, "processor": processor(cfg.device)}
+                    "mismatch": mismatch, "compared": n, "processor": processor(cfg.device),
+                    "mismatch_by_step": {str(k): v for k, v in mismatch_by_step(snap, record).items()}}
         keep.result = result
         return keep
     return measure_along(cfg, every, measure, "trajectory", cache=cache, hook=True)[1]
 
 
-def snapshot_record_mismatch(snap: dict, record: dict) -> tuple[float, int]:
-    """(largest relative difference, number of comparisons) between the task gradient's
-    radial and tangential norms computed from ``snap`` and those in a ``train`` record of the
-    same run, at the steps both have: a check that the snapshots lie on the recorded trajectory."""
+def mismatch_by_step(snap: dict, record: dict) -> dict[int, float]:
+    """Per step that both have, the largest relative difference over the target matrices between the
+    task gradient's radial and tangential norms computed from ``snap`` and those in a ``train``
+    record of the same run."""
     tang = record["tangential"]
     pos = {s: j for j, s in enumerate(tang["step"])}
-    worst, n = 0.0, 0
+    out = {}
     for i, s in enumerate(snap["steps"]):
         if s not in pos:
             continue
         r, t = radial_tangential_norms(snap["G"][i].double(), snap["W"][i].double())
-        for k, name in enumerate(snap["names"]):
-            ref_t = tang[name]["grad_tan"][pos[s]]
-            ref_r = tang[name]["grad_rad"][pos[s]]
-            worst = max(worst, abs(float(t[k]) - ref_t) / abs(ref_t), abs(float(r[k]) - ref_r) / abs(ref_t))
-            n += 1
-    return worst, n
+        out[s] = max(max(abs(float(t[k]) - tang[name]["grad_tan"][pos[s]]), abs(float(r[k]) - tang[name]["grad_rad"][pos[s]]))
+                     / abs(tang[name]["grad_tan"][pos[s]]) for k, name in enumerate(snap["names"]))
+    return out
+
+
+def snapshot_record_mismatch(snap: dict, record: dict) -> tuple[float, int]:
+    """(largest relative difference, number of (step, matrix) comparisons) of ``mismatch_by_step``:
+    a check that the snapshots lie on the recorded trajectory."""
+    by_step = mismatch_by_step(snap, record)
+    return max(by_step.values(), default=0.0), len(by_step) * len(snap["names"])
 
 
 def trajectory_split(snap: dict, ns_steps: int = 5, ns_poly: str = "cubic") -> pd.DataFrame:
@@ -178,3 +184,87 @@ def record_tangential(record: dict, keys: tuple[str, ...] = RECORD_KEYS) -> pd.D
     tr = record["tangential"]
     return pd.DataFrame({k: np.mean([np.abs(tr[n][k]) for n in record["targets"]], axis=0) for k in keys},
                         index=pd.Index(tr["step"], name="step"))
+
+
+# ---------------------------------------------------------------- the seed runs' equilibrium (notebook 07)
+def _late(per: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """The evaluations in the last quarter of a budget of ``steps``."""
+    return per[per.step >= 0.75 * steps]
+
+
+def equilibrium_table(per: pd.DataFrame, predicted: dict[str, float], steps: int, lrd_arms=()) -> pd.DataFrame:
+    """Per arm (index, in the order of ``predicted``): the angle W turns per step and ‖W‖_F measured
+    over the last quarter of the runs (steps ≥ 0.75 × ``steps``; medians over evaluations and seeds),
+    beside the equilibrium relations evaluated with the runs' own measured step sizes.
+
+    ``per``: one row per arm, seed and evaluation with ``angle_step``, ``fro`` (‖W‖_F), ``opt_tan``
+    (the optimiser's tangential step η‖u‖) and ``decay_rad`` (the decay's radial displacement a), each
+    the mean over the target matrices. ``predicted``: √(2ηλ) per arm, NaN where AdamW's relation
+    does not apply. AdamW (finite prediction): θ* = √(2ηλ), ‖W‖* = η‖u‖/θ*; ``lrd_arms``:
+    θ* = 2a/(η‖u‖), ‖W‖* = (η‖u‖)²/(2a); any other arm: measured only (NaN predicted).
+    ``measured / predicted angle``: the first column over the predicted angle."""
+    late, rows = _late(per, steps), []
+    for arm, theta in predicted.items():
+        g = late[late.arm == arm]
+        if not len(g):
+            continue
+        row = {"arm": arm, "angle/step measured": g.angle_step.median(), "‖W‖ measured": g.fro.median()}
+        opt, a = g.opt_tan.median(), g.decay_rad.median()
+        if np.isfinite(theta):
+            row.update({"angle/step predicted": theta, "‖W‖ predicted": opt / theta})
+        elif arm in lrd_arms:
+            row.update({"angle/step predicted": 2 * a / opt, "‖W‖ predicted": opt ** 2 / (2 * a)})
+        rows.append(row)
+    eq = pd.DataFrame(rows).set_index("arm")
+    eq["measured / predicted angle"] = eq["angle/step measured"] / eq.get("angle/step predicted", np.nan)
+    return eq
+
+
+def assumption_table(per: pd.DataFrame, predicted: dict[str, float], steps: int) -> pd.DataFrame:
+    """The three assumptions of the equilibrium relations, per arm (index, in the order of
+    ``predicted``; ``per`` as for ``equilibrium_table``, with ``opt_rad`` too): the optimiser's
+    tangential step in the last quarter over the first (is ‖u‖ steady?), |its radial part| over its
+    tangential part in the last quarter (is u ⊥ W?), and 1/(2ηλ) = 1/θ*², the relaxation time in
+    steps of the AdamW arms (long enough?). Medians over evaluations and seeds."""
+    first, last = per[per.step <= 0.25 * steps], _late(per, steps)
+    return pd.DataFrame({
+        "‖T(opt)‖ last/first quarter": last.groupby("arm").opt_tan.median() / first.groupby("arm").opt_tan.median(),
+        "|opt radial| / opt tangential (last quarter)": (last.opt_rad.abs() / last.opt_tan).groupby(last.arm).median(),
+        "1/(2ηλ) (steps)": pd.Series({a: 1 / t ** 2 for a, t in predicted.items() if np.isfinite(t)}, dtype=float),
+    }).reindex(list(predicted))
+
+
+def luon_lambda_table(records: list[dict], ratios: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Per Luon run (index: seed) of a budget of ``steps``: its λ, λ‖W‖_F/‖G‖_F at the first evaluation,
+    the first step at which it exceeds 1 (None: never), the step at which training accuracy first
+    reaches 1, over the last quarter the share of evaluations where it exceeds 1, its median and
+    the median angle per step, and the steps to a lasting grok (``lrdlib.core.grok.lasting_grok``).
+    ``ratios``: ``lrdlib.analysis.mechanism.luon_lambda_ratio`` of each record with a ``seed`` column."""
+    from lrdlib.core.grok import lasting_grok
+
+    rows = []
+    for r in records:
+        seed = r["config"]["seed"]
+        d = ratios[ratios.seed == seed]
+        over, late = d[d.ratio > 1], _late(d, steps)
+        h = pd.DataFrame(r["history"])
+        mem = h.loc[h.train_acc >= 1.0, "step"]
+        rows.append({"seed": seed, "λ": r["config"]["optim"]["luon_lambda"], "λ‖W‖/‖G‖ at first eval": float(d.ratio.iloc[0]),
+                     "first step > 1": int(over.step.iloc[0]) if len(over) else None,
+                     "memorised at": int(mem.iloc[0]) if len(mem) else None, "share > 1 (last quarter)": float((late.ratio > 1).mean()),
+                     "λ‖W‖/‖G‖ median (last quarter)": float(late.ratio.median()),
+                     "angle/step (last quarter)": float(late.angle_rate.median()), "steps to grok": lasting_grok(r)})
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def seed_run_records(profile: str, device: str = "cpu", **sweep_kw) -> dict[str, list[dict]]:
+    """The seed runs of ``profile`` (``lrdlib.runs.profiles.seed_runs``: every arm and seed), trained
+    or read back by one ``lrdlib.runs.sweep.run_sweep`` (``sweep_kw``: cache, executor, ...):
+    ``{arm: [record per seed]}``, failed runs left out."""
+    from lrdlib.runs.profiles import seed_runs
+    from lrdlib.runs.sweep import run_sweep
+
+    arms = seed_runs(profile, device)
+    labels = [a for a, cs in arms.items() for _ in cs]
+    _, recs = run_sweep([c for cs in arms.values() for c in cs], labels=labels, return_records=True, **sweep_kw)
+    return {a: [r for lab, r in zip(labels, recs) if lab == a and r.get("status") != "failed"] for a in arms}

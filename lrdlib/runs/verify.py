@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -106,6 +107,15 @@ def _made_here(record: dict) -> bool:
     return record.get("processor") is not None and record["processor"] == processor(record["config"].get("device", "cpu"))
 
 
+def _why_not(record: dict) -> str:
+    """Why ``record`` cannot be replayed exactly on this machine."""
+    if not _device_here(record):
+        return f"made on {record['config']['device']}, which this machine lacks"
+    if record.get("processor") is None:
+        return "name no processor (recorded before records named theirs), so an exact replay cannot be promised"
+    return "made on another processor, whose kernels round differently"
+
+
 def _device_here(record: dict) -> bool:
     kind = str(record["config"].get("device", "cpu")).split(":")[0]
     return kind == "cpu" or (kind == "cuda" and torch.cuda.is_available())
@@ -127,11 +137,10 @@ def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_proc
     if not ok:
         raise ValueError(f"no stored run in {store.root}: nothing to verify")
     fit = [r for r in ok if _device_here(r) and (any_processor or _made_here(r))]
-    skipped = len(ok) - len(fit)
-    if skipped:
-        print(f"verify: skipped {skipped} of {len(ok)} stored runs, made on another processor or device than this "
-              f"machine's ({processor('cpu')}), where the kernels round differently and a replay cannot be exact"
-              + ("" if any_processor else " (--any-processor replays them anyway)"))
+    if len(fit) < len(ok):
+        print(f"verify: {len(fit)} of {len(ok)} stored runs can be replayed exactly here ({processor('cpu')}); skipped: "
+              + "; ".join(f"{k} {why}" for why, k in sorted(Counter(_why_not(r) for r in ok if r not in fit).items()))
+              + ("" if any_processor else " (--any-processor replays those of another processor anyway)"))
     return random.Random(seed).sample(sorted(fit, key=lambda r: r["key"]), min(n, len(fit))), []
 
 
@@ -140,7 +149,7 @@ def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=Non
     """Retrain ``n`` random stored runs (their first ``max_steps`` steps, in a fresh process) and
     compare their histories; returns one row per run. ``keys`` replays those runs instead;
     ``any_processor`` samples among runs made on any processor (see the module docstring); ``log``
-    (a JSON-lines file; ``make verify``: ``paper/results/verify.jsonl``, beside the store) gets one line for the check (``log_check``)."""
+    (a JSON-lines file; ``make verify``: ``build/verify.jsonl``, git-ignored) gets one line for the check (``log_check``)."""
     if not isinstance(max_steps, int) or max_steps < 0:
         raise ValueError(f"max_steps={max_steps!r}: expected a whole number of steps >= 0 (0: the whole run)")
     store = store or ResultStore()
