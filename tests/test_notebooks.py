@@ -50,3 +50,35 @@ def test_notebook_runs_at_smoke(nb, sandbox, monkeypatch):
     assert figs, f"{nb.name} wrote no figure named {stem[:2]}_*.png"
     for png in figs:
         assert png.with_suffix(".pdf").exists(), f"{png.name} has no PDF twin"
+
+
+@pytest.mark.slow
+def test_regeneration_from_the_store_is_byte_stable(tmp_path, monkeypatch):
+    """Notebook 02 at ``paper`` from (a copy of) the committed store, twice: the same bytes both times,
+    and the bytes committed in figures/ and paper/results/chapters/ (regeneration leaves git clean)."""
+    import shutil
+
+    papermill = pytest.importorskip("papermill")
+    results = ROOT / "paper" / "results"
+    store = tmp_path / "results"
+    for sub in ("runs", "weights", "measures"):
+        shutil.copytree(results / sub, store / sub)
+    monkeypatch.setenv("LRD_STORE_DIR", str(store / "runs"))
+    monkeypatch.setenv("LRD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    nb = ROOT / "notebooks" / "02_polar_geometry.ipynb"
+    made = []
+    for run in ("a", "b"):
+        monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path / run))
+        papermill.execute_notebook(str(nb), str(tmp_path / f"{run}.ipynb"), parameters={"profile": "paper", "device": "cpu"},
+                                   cwd=str(nb.parent), progress_bar=False)
+        files = sorted((tmp_path / run / "figures").glob("02_*.*"))
+        made.append({p.name: p.read_bytes() for p in files})
+        chapter = store / "chapters" / "02_polar_geometry.json"
+        made[-1]["chapter"] = chapter.read_bytes()
+        chapter.unlink()
+    assert made[0].keys() == made[1].keys() and len(made[0]) > 2
+    assert [k for k in made[0] if made[0][k] != made[1][k]] == []
+    committed = {k: (ROOT / "figures" / k).read_bytes() for k in made[0] if k != "chapter"}
+    committed["chapter"] = (results / "chapters" / "02_polar_geometry.json").read_bytes()
+    assert [k for k in made[0] if made[0][k] != committed[k]] == []
