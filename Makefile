@@ -10,7 +10,7 @@
 #                                  (days on 2 cores; checkpointed: stop it with Ctrl-C or `timeout`, run again to go on)
 #   make notebook NB=03            execute one notebook (by number or file name; NB="07 08" for several)
 #   make verify                    replay N=3 committed runs made on this processor, compare their histories
-#   make lab                       JupyterLab on the executed notebooks (build/notebooks) with the registered kernel
+#   make lab                       JupyterLab on notebooks/ (Run All reads the store) beside build/notebooks/ (executed copies)
 #   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
 #   make paper                     the manuscript: numbers -> paper/macros.tex, latexmk -> build/paper/main.pdf
 #   make arxiv                     build/paper/arxiv.tar.gz, a tarball that compiles on its own
@@ -91,7 +91,7 @@ verify: venv
 lab: venv
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@test -d $(BUILD)/notebooks || $(MAKE) reproduce
-	$(VENV)/bin/jupyter lab --notebook-dir=$(BUILD)/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(VENV)/bin/jupyter lab --notebook-dir=. --ServerApp.default_url=/lab/tree/notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 demo: venv
 	$(PY) -m lrdlib.demo

@@ -435,3 +435,10 @@ def test_prose_matches_the_verdicts_it_words():
         # "Luon groks for at least half of its seeds only from a train fraction of [its headline] up"
         assert pd["headline"]["per_method"]["Luon"]["larger_fractions_below_level"] == []
         assert pd["confirmation"]["replaced"] == pd["verdicts"]["before_confirmation"]["expansion_vs_l2"]["LRD"]["numbers"]["a_only"]
+    elr = files.get("07_effective_learning_rate")
+    if elr is not None:
+        fac = {n: M.value_of(mapping[n], elr) for n in ("ELRFacNoneLo", "ELRFacNoneHi", "ELRFacLRDHi", "ELRFacLTwoHi")}
+        # abstract, mechanism, conclusion: "with [the other parameters' decay] matched, LRD groks in X steps, tuned L2 in Y"
+        assert fac["ELRFacLRDHi"] is not None and (fac["ELRFacLTwoHi"] is None or fac["ELRFacLRDHi"] < fac["ELRFacLTwoHi"])
+        # "raising this decay ... moves median steps from X to Y" (several-fold)
+        assert fac["ELRFacNoneHi"] is not None and (fac["ELRFacNoneLo"] is None or fac["ELRFacNoneLo"] >= 3 * fac["ELRFacNoneHi"])
