@@ -182,3 +182,31 @@ def summarise(trials: Sequence, n_boot: int = 2000, seed: int = 0) -> dict:
 def by_seed(trials: Sequence) -> dict:
     """``{seed: (time, event)}`` of the trials that did not fail: the input of ``lrdlib.analysis.survival.paired_comparison``."""
     return {t.seed: (t.time, t.event) for t in trials if t.status != "failed"}
+
+
+def paired_rows(final: dict, a: str, b: str, fracs: Sequence[float], n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """``a`` against ``b`` per train fraction, from ``final`` (``{(method, frac): {seed: (time,
+    event)}}``): ``frac``, the KM medians ``a_median`` and ``b_median`` and ``paired_comparison``
+    of a against b. The rows of ``lrdlib.analysis.verdicts.faster_than_tuned``."""
+    return [{"frac": f, "a_median": km_median(*zip(*final[(a, f)].values())),
+             "b_median": km_median(*zip(*final[(b, f)].values())),
+             **paired_comparison(final[(a, f)], final[(b, f)], n_boot=n_boot, seed=seed)} for f in fracs]
+
+
+def seed_spread(records: dict, n_boot: int = 2000) -> list[dict]:
+    """Per arm of ``records`` (``{arm: [record per seed]}``): ``seeds``, ``lasting groks``,
+    ``collapsed`` (``outcome``), the ``KM median`` steps-to-grok with its bootstrap interval
+    (``CI lo``, ``CI hi``; runs that did not grok censored at the budget), and the quartiles
+    (``q25``, ``q75``) and range (``min``, ``max``) of the lasting groks (NaN: none)."""
+    rows = []
+    for arm, recs in records.items():
+        o = [outcome(r) for r in recs]
+        t, e = np.array([x["time"] for x in o], float), np.array([x["event"] for x in o], bool)
+        lo, hi = bootstrap_median(t, e, n_boot)
+        g = t[e]
+        q = np.quantile(g, [0.25, 0.75]) if len(g) else (math.nan, math.nan)
+        rows.append({"arm": arm, "seeds": len(o), "lasting groks": int(e.sum()),
+                     "collapsed": int(sum(bool(x["collapsed"]) for x in o)), "KM median": km_median(t, e),
+                     "CI lo": lo, "CI hi": hi, "q25": float(q[0]), "q75": float(q[1]),
+                     "min": float(g.min()) if len(g) else math.nan, "max": float(g.max()) if len(g) else math.nan})
+    return rows
