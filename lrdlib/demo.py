@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from lrdlib.core.config import RunConfig, seed_config  # noqa: E402
 from lrdlib.core.training import run  # noqa: E402
 
-DEMO = {"p": 59, "train_frac": 0.5, "steps": 2500, "eval_every": 100, "hold": 300}
+DEMO = {"p": 97, "train_frac": 0.5, "steps": 2500, "eval_every": 100, "hold": 300}
 
 
 def demo_configs(seed: int = 0, p: int = DEMO["p"], steps: int = DEMO["steps"]) -> dict[str, RunConfig]:
