@@ -281,3 +281,42 @@ def progress(cfg, states: dict[int, dict], record: dict) -> dict:
         for k, v in m.items():
             out.setdefault(k, []).append(v)
     return out
+
+
+# ---------------------------------------------------------------- over several runs (notebook 08)
+def phase_table(runs: dict, strengths: dict):
+    """One row per run of ``runs`` (``{(method, seed): (record, progress(...) or None)}``, as
+    ``lrdlib.runs.checkpoints.measure_many`` returns them; a run without measures is left out):
+    the strength (``strengths[method]``), the logits' and the embedding's key frequencies and
+    their numbers, the phase boundaries (``phase_boundaries``; NaN where not reached), the
+    restricted, excluded and validation losses at m and u (NaN where the boundary was not
+    evaluated) and at the end, and the final Gini coefficient and key shares."""
+    import pandas as pd
+
+    rows = []
+    for (m, s), (rec, ms) in runs.items():
+        if ms is None:
+            continue
+        h = rec["history"]
+        ph = phase_boundaries(h["step"], h["train_acc"], h["val_acc"])
+        at = lambda name, step, ms=ms: ms[name][ms["steps"].index(step)] if step in ms["steps"] else math.nan
+        rows.append({"method": m, "seed": s, "strength": strengths[m], "keys": ms["keys"], "n_keys": len(ms["keys"]),
+                     "embedding_keys": ms["embedding_keys"], "n_embedding_keys": len(ms["embedding_keys"]), **ph,
+                     "restricted@m": at("restricted_loss", ph["memorised"]), "restricted@u": at("restricted_loss", ph["cleanup"]),
+                     "restricted_final": ms["restricted_loss"][-1], "excluded@m": at("excluded_loss", ph["memorised"]),
+                     "excluded_final": ms["excluded_loss"][-1], "val_loss@m": at("val_loss", ph["memorised"]),
+                     "val_loss@u": at("val_loss", ph["cleanup"]), "gini_final": ms["gini"][-1],
+                     "key_share_final": ms["key_share"][-1], "logit_key_share_final": ms["logit_key_share"][-1]})
+    df = pd.DataFrame(rows)
+    if len(df):
+        df[["memorised", "cleanup", "grokked"]] = df[["memorised", "cleanup", "grokked"]].astype(float)   # None -> NaN
+    return df
+
+
+def key_overlap(phases, a: str, b: str) -> dict[int, float]:
+    """``{seed: |K_a ∩ K_b| / |K_a ∪ K_b|}``: the overlap of the logits' key frequencies of methods
+    ``a`` and ``b`` seed by seed (same initialisation and split), over the seeds of ``phase_table``
+    both have where either set is non-empty."""
+    pa, pb = phases[phases.method == a].set_index("seed"), phases[phases.method == b].set_index("seed")
+    sets = {s: (set(pa.loc[s, "keys"]), set(pb.loc[s, "keys"])) for s in pa.index.intersection(pb.index)}
+    return {int(s): len(x & y) / len(x | y) for s, (x, y) in sets.items() if x | y}

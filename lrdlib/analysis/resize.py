@@ -91,3 +91,50 @@ def resize_table(measures: dict):
     df["d_val_acc"] = df.val_acc_after - df.val_acc_before
     return df
 
+
+
+def resize_frame(measured: dict):
+    """``resize_table`` of every run of ``measured`` (``{seed: (record, measures or None)}``, as
+    ``lrdlib.runs.checkpoints.measure_many`` returns them; a run without measures is left out) in one
+    frame, with a ``seed`` column."""
+    import pandas as pd
+
+    return pd.concat([resize_table(ms).assign(seed=s) for s, (_, ms) in measured.items() if ms is not None], ignore_index=True)
+
+
+def resize_summary(resizes, tol: float = 0.01) -> dict:
+    """What the projections of a ``resize_frame`` cost: ``projections``, ``resizes`` (projections that
+    changed a rank), the mean Q/K rank after the first and after the last projection (``rank_first``,
+    ``rank_last``; medians over seeds); per part (``train``, ``val``) the median and the largest change
+    of the loss at a resize (after − before, ``d_<part>_loss_median`` / ``_max``) and the median at a
+    projection that changed no rank (``_median_no_resize``); the median and the worst change of
+    validation accuracy at a resize (``d_val_acc_median``, ``worst_d_val_acc``) and ``lost``: the
+    resizes that lose more than ``tol`` of it. NaN where there is nothing to take a median of."""
+    rz, rest = resizes[resizes.resized], resizes[~resizes.resized]
+    by_seed = resizes.groupby("seed")["rank"]
+    out = {"projections": len(resizes), "resizes": len(rz), "rank_first": by_seed.first().median(),
+           "rank_last": by_seed.last().median()}
+    for part in ("train", "val"):
+        d = f"d_{part}_loss"
+        out.update({f"{d}_median": rz[d].median(), f"{d}_max": rz[d].max(), f"{d}_median_no_resize": rest[d].median()})
+    out.update(d_val_acc_median=rz.d_val_acc.median(), worst_d_val_acc=rz.d_val_acc.min(), lost=int((rz.d_val_acc < -tol).sum()))
+    return out
+
+
+def resize_runs(arms: dict):
+    """One row per run of ``arms`` (``{arm: {seed: record}}``; failed runs left out), seed by seed:
+    arm, seed, the steps to a lasting grok (``lrdlib.core.grok.lasting_grok``; None: none), the final
+    and the largest validation accuracy and the final Q/K stable rank."""
+    import pandas as pd
+
+    from lrdlib.core.grok import lasting_grok
+    from lrdlib.core.tasks import final_qk_stable_rank
+
+    rows = []
+    for seed in dict.fromkeys(s for recs in arms.values() for s in recs):
+        for arm, recs in arms.items():
+            r = recs.get(seed)
+            if r is not None and r.get("status") != "failed":
+                rows.append({"arm": arm, "seed": seed, "steps_to_grok": lasting_grok(r), "final_val_acc": r["final_val_acc"],
+                             "max_val_acc": r["max_val_acc"], "qk_srank": final_qk_stable_rank(r)})
+    return pd.DataFrame(rows)
