@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 
 from lrdlib.analysis import phase_figures as pf  # noqa: E402
 from lrdlib.analysis.figures import arm_styles  # noqa: E402
-from lrdlib.analysis.phase import search_phase  # noqa: E402
+from lrdlib.analysis.phase_search import search_phase  # noqa: E402
 from lrdlib.analysis.survival import paired_rows, seed_spread  # noqa: E402
 from lrdlib.runs.search import Search  # noqa: E402
 

@@ -234,7 +234,7 @@ def test_seed_run_records_groups_by_arm_and_drops_failed(monkeypatch):
     def fake_sweep(cfgs, labels=None, return_records=True, **kw):
         return None, [{"status": "failed" if i == 0 else "ok", "config": c.to_dict()} for i, c in enumerate(cfgs)]
 
-    monkeypatch.setattr("lrdlib.runs.sweep.run_sweep", fake_sweep)
+    monkeypatch.setattr("lrdlib.runs.trajectory.run_sweep", fake_sweep)
     recs = tr.seed_run_records("smoke")
     assert list(recs) == SEED_ARMS
     assert len(recs[SEED_ARMS[0]]) == 0 and all(len(v) == 1 for v in list(recs.values())[1:])

@@ -48,9 +48,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lrdlib.core.data import all_pairs, make_split
+from lrdlib.core.model import build_model
 
 KEY_RATIO = 4.0       # a key frequency of the embedding holds ≥ 4× the median squared norm of its frequencies
 KEY_ENERGY = 0.95     # the key frequencies of the logits hold ≥ 95 % of the energy on the a + b − c waves
@@ -115,7 +119,6 @@ def gini(x: Tensor | Sequence[float]) -> float:
 def logit_table(model: torch.nn.Module, p: int, chunk: int = 4096) -> Tensor:
     """L[a, b, c]: the model's logits for every pair ``[a, b, =]`` over the p residue classes c
     (the ``=`` class left out), float64, shape (p, p, p)."""
-    from lrdlib.core.data import all_pairs
 
     x, _ = all_pairs("add", p)
     x = x.to(next(model.parameters()).device)
@@ -260,8 +263,6 @@ def progress(cfg, states: dict[int, dict], record: dict) -> dict:
     and every state is measured with them, so a curve shows how far the network has come towards
     its final circuit; ``embedding_keys`` are those the last embedding selects (``key_frequencies``).
     Returns JSON-able lists keyed by measure, one entry per step, plus the key sets and the rules' constants."""
-    from lrdlib.core.data import make_split
-    from lrdlib.core.model import build_model
 
     if cfg.task.op != "add":
         raise ValueError(f"op={cfg.task.op!r}: the Fourier progress measures are defined for op='add' (a + b − c waves)")
@@ -291,7 +292,6 @@ def phase_table(runs: dict, strengths: dict):
     their numbers, the phase boundaries (``phase_boundaries``; NaN where not reached), the
     restricted, excluded and validation losses at m and u (NaN where the boundary was not
     evaluated) and at the end, and the final Gini coefficient and key shares."""
-    import pandas as pd
 
     rows = []
     for (m, s), (rec, ms) in runs.items():

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lrdlib.analysis.survival import outcome
+from lrdlib.analysis.survival import by_seed, km_median, outcome, paired_comparison, summarise
 from lrdlib.core.config import RunConfig
 from lrdlib.core.decay import DecayConfig
 from lrdlib.runs.store import spectra_steps
@@ -150,3 +150,57 @@ def luon_lambda_ratio(record: dict) -> pd.DataFrame:
         rows.append(pd.DataFrame({"step": tg["step"], "matrix": n, "ratio": lam * fro / g,
                                   "angle_rate": tg[n]["angle_step"]}))
     return pd.concat(rows).groupby("step", as_index=False)[["ratio", "angle_rate"]].mean()
+
+
+# ---------------------------------------------------------------- own best strengths and Luon's λ (notebooks 05, 06)
+def best_row(own, arm) -> dict:
+    """One arm of ``lrdlib.runs.own_best.search_arms`` at its own best strength: the strength,
+    ``at_edge`` (at that edge of the strengths searched), ``best_by_accuracy`` (no strength grokked
+    at the search seed), ``lrdlib.analysis.survival.summarise`` over its seeds there, the search's summary."""
+
+    s = own.searches[arm]
+    return {"best_strength": s.best_strength, "at_edge": s.at_edge, "best_by_accuracy": not s.best.event,
+            **summarise(s.final(), own.design.n_boot), "search": s.summary()}
+
+
+def matched_vs_best_row(own, arm) -> dict:
+    """One arm at its centre (matched) strength and at its own best, same budget and seeds: ``matched``
+    and ``best`` (``summarise``), and ``best_vs_matched`` (``paired_comparison`` of best against matched)."""
+
+    s, m, n_boot = own.searches[arm], own.at_centre(arm), own.design.n_boot
+    return {"arm": arm, "matched_strength": own.centres[arm], "best_strength": s.best_strength, "at_edge": s.at_edge,
+            "best_by_accuracy": not s.best.event, "matched": summarise(m, n_boot), "best": summarise(s.final(), n_boot),
+            "best_vs_matched": paired_comparison(by_seed(s.final()), by_seed(m), n_boot=n_boot, seed=0), "search": s.summary()}
+
+
+def own_best_pair(own, a, b, **extra) -> dict:
+    """Arm ``a`` against ``b``, each at its own best strength: their Kaplan-Meier medians (``inf``:
+    beyond the budget) and ``paired_comparison`` over their common seeds (the row
+    ``lrdlib.analysis.verdicts.faster_at_own_best`` reads); ``extra`` entries after ``a``, ``b``."""
+
+    def median(trials):
+        ok = [t for t in trials if t.status != "failed"]
+        return km_median([t.time for t in ok], [t.event for t in ok]) if ok else math.nan
+
+    fa, fb = own.final(a), own.final(b)
+    return {"a": a, "b": b, **extra, "a_median": median(fa), "b_median": median(fb),
+            **paired_comparison(by_seed(fa), by_seed(fb), n_boot=own.design.n_boot, seed=0)}
+
+
+def luon_ratio_frame(records: dict) -> pd.DataFrame:
+    """``luon_lambda_ratio`` of every trained record of ``{arm: [record]}``, with arm, seed and ``lam`` columns."""
+    return pd.concat([luon_lambda_ratio(r).assign(arm=a, seed=r["config"]["seed"], lam=r["config"]["optim"]["luon_lambda"])
+                      for a, rs in records.items() for r in rs if r.get("status") != "failed"], ignore_index=True)
+
+
+def luon_crossover(ratios: pd.DataFrame) -> pd.DataFrame:
+    """Per λ > 0 of ``luon_ratio_frame``: the median over seeds of λ‖W‖_F/‖G‖_F at the first and
+    the last evaluation, and the first step at which it exceeds 1 (the decay term outweighs the
+    task gradient in Luon's momentum; None: never)."""
+    rows = []
+    for lam, g in ratios[ratios.lam > 0].groupby("lam"):
+        med = g.groupby("step").ratio.median()
+        cross = med[med > 1]
+        rows.append({"λ": lam, "λ‖W‖/‖G‖ first": med.iloc[0], "last": med.iloc[-1],
+                     "crossover step (first > 1)": cross.index[0] if len(cross) else None})
+    return pd.DataFrame(rows)

@@ -14,13 +14,16 @@ that resize lost.
 """
 from __future__ import annotations
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from lrdlib.core.config import RunConfig
 from lrdlib.core.data import make_split
+from lrdlib.core.grok import lasting_grok
 from lrdlib.core.optim import split_targets
+from lrdlib.core.tasks import final_qk_stable_rank
 
 RANK_RTOL = 1e-4
 RESIZE_TAG = "resize1"   # the cache tag of the measures (change it when they change)
@@ -77,7 +80,6 @@ def resize_table(measures: dict):
     """One row per (projection step): the losses and accuracies before and after, ``d_train_loss``
     and ``d_val_loss`` (after − before), the mean rank after and ``resized`` (whether any matrix's
     rank changed at that step; the first projection counts, from full rank)."""
-    import pandas as pd
 
     df = pd.DataFrame({k: v for k, v in measures.items() if k not in ("targets", "rank", "full_rank")})
     if not len(df):
@@ -97,7 +99,6 @@ def resize_frame(measured: dict):
     """``resize_table`` of every run of ``measured`` (``{seed: (record, measures or None)}``, as
     ``lrdlib.runs.checkpoints.measure_many`` returns them; a run without measures is left out) in one
     frame, with a ``seed`` column."""
-    import pandas as pd
 
     return pd.concat([resize_table(ms).assign(seed=s) for s, (_, ms) in measured.items() if ms is not None], ignore_index=True)
 
@@ -125,10 +126,6 @@ def resize_runs(arms: dict):
     """One row per run of ``arms`` (``{arm: {seed: record}}``; failed runs left out), seed by seed:
     arm, seed, the steps to a lasting grok (``lrdlib.core.grok.lasting_grok``; None: none), the final
     and the largest validation accuracy and the final Q/K stable rank."""
-    import pandas as pd
-
-    from lrdlib.core.grok import lasting_grok
-    from lrdlib.core.tasks import final_qk_stable_rank
 
     rows = []
     for seed in dict.fromkeys(s for recs in arms.values() for s in recs):

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from lrdlib.analysis.phase import wilson
 from lrdlib.core.grok import DEFAULT_FLOOR, DEFAULT_HOLD, lasting_grok, outcome  # noqa: F401 (re-exported)
 
 INF = math.inf
@@ -149,7 +150,6 @@ def arm_summary(times: Sequence[float], events: Sequence[bool], collapsed: Seque
     their censoring step, the budget): ``n``, ``grokked`` (k), ``share`` with its Wilson interval,
     the Kaplan-Meier median steps-to-grok (``inf``: beyond the budget) with its bootstrap interval
     over runs, and ``collapses`` (runs whose grok did not last)."""
-    from lrdlib.analysis.phase import wilson
 
     t, e = np.asarray(times, float), np.asarray(events, bool)
     if len(t) != len(e):

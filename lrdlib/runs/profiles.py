@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import torch
+
+from lrdlib.core.config import seed_config
+from lrdlib.runs.cache import RunCache
+from lrdlib.runs.paths import env_dir
+from lrdlib.runs.store import ResultStore
+
 PROFILES = ("smoke", "quick", "paper")
 T = TypeVar("T")
 
@@ -30,16 +37,12 @@ def run_cache(profile: str):
     set, backed by a results store (read first, every run trained is added to it); otherwise the
     build folder's cache only. To train the paper profile from scratch, point ``$LRD_STORE_DIR`` at
     an empty folder."""
-    from lrdlib.runs.cache import RunCache
-    from lrdlib.runs.paths import env_dir
-    from lrdlib.runs.store import ResultStore
 
     store = check_profile(profile) == "paper" or env_dir("LRD_STORE_DIR") is not None
     return RunCache(store=ResultStore() if store else None)
 
 
 def check_device(device: str) -> str:
-    import torch
 
     if device == "cpu":
         return device
@@ -84,7 +87,6 @@ def seed_run_budget(profile: str) -> dict:
 def seed_runs(profile: str, device: str = "cpu", arms: list[str] | None = None) -> dict[str, list]:
     """``{arm label: [RunConfig per seed]}`` for the seed runs at ``profile`` (``SEED_RUN_ARMS``,
     train fraction ``SEED_RUN_TRAIN_FRAC``, ``seed_run_budget(profile)``); ``arms`` selects labels."""
-    from lrdlib.core.config import seed_config
 
     b = seed_run_budget(profile)
     arms = list(SEED_RUN_ARMS) if arms is None else list(arms)

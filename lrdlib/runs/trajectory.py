@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from lrdlib.core.config import RunConfig
+from lrdlib.core.grok import lasting_grok
 from lrdlib.core.machine import processor
 from lrdlib.core.newton_schulz import newton_schulz
 from lrdlib.core.polar_geometry import polar_tangential_share, radial_tangential_norms
@@ -24,6 +25,8 @@ from lrdlib.core.spectral import fro, polar
 from lrdlib.core.training import run
 from lrdlib.runs.cache import RunCache
 from lrdlib.runs.checkpoints import measure_along
+from lrdlib.runs.profiles import seed_runs
+from lrdlib.runs.sweep import run_sweep
 
 
 class Snapshots:
@@ -240,7 +243,6 @@ def luon_lambda_table(records: list[dict], ratios: pd.DataFrame, steps: int) -> 
     reaches 1, over the last quarter the share of evaluations where it exceeds 1, its median and
     the median angle per step, and the steps to a lasting grok (``lrdlib.core.grok.lasting_grok``).
     ``ratios``: ``lrdlib.analysis.mechanism.luon_lambda_ratio`` of each record with a ``seed`` column."""
-    from lrdlib.core.grok import lasting_grok
 
     rows = []
     for r in records:
@@ -261,8 +263,6 @@ def seed_run_records(profile: str, device: str = "cpu", **sweep_kw) -> dict[str,
     """The seed runs of ``profile`` (``lrdlib.runs.profiles.seed_runs``: every arm and seed), trained
     or read back by one ``lrdlib.runs.sweep.run_sweep`` (``sweep_kw``: cache, executor, ...):
     ``{arm: [record per seed]}``, failed runs left out."""
-    from lrdlib.runs.profiles import seed_runs
-    from lrdlib.runs.sweep import run_sweep
 
     arms = seed_runs(profile, device)
     labels = [a for a, cs in arms.items() for _ in cs]
