@@ -6,6 +6,7 @@ import uuid
 import numpy as np
 import pytest
 import torch
+from ns_reference import ns_reference
 
 from lrdlib.core import decay as dc
 from lrdlib.core.decay import Decay, DecayConfig, apply_decay, available_decays, make_decay, register_decay
@@ -19,18 +20,6 @@ def _stack(seed=0, k=3, m=6, n=5):
     return torch.randn(k, m, n, generator=torch.Generator().manual_seed(seed), dtype=D64)
 
 
-def _ns_ref(W, steps, poly):
-    """Seed-style Newton-Schulz per matrix (independent of lrdlib.newton_schulz)."""
-    eps = {"cubic": 1e-8, "quintic": 1e-7}[poly]
-    X = W / (torch.linalg.norm(W) + eps)
-    I = torch.eye(X.shape[1], dtype=X.dtype)
-    for _ in range(steps):
-        if poly == "cubic":
-            X = 0.5 * X @ (3.0 * I - X.T @ X)
-        else:
-            G = X.T @ X
-            X = X @ (3.4445 * I - 4.7750 * G + 2.0315 * G @ G)
-    return X
 
 
 def _np_svd(W):
@@ -54,7 +43,7 @@ def test_l2():
 def test_lrd_ns(steps, poly):
     W = _stack(2)
     d = make_decay(DecayConfig("lrd_ns", 0.05, ns_steps=steps, ns_poly=poly))
-    expected = torch.stack([w - 0.05 * _ns_ref(w, steps, poly) for w in W])
+    expected = torch.stack([w - 0.05 * ns_reference(w, steps, poly) for w in W])
     torch.testing.assert_close(d.apply(W, 1), expected, atol=1e-12, rtol=0)
 
 
@@ -158,7 +147,7 @@ def test_apply_decay_float32_params():
     d = make_decay(DecayConfig("lrd_ns", 0.01))
     apply_decay(d, params, 1)
     assert all(p.dtype == torch.float32 for p in params)
-    expected = torch.stack([w - 0.01 * _ns_ref(w, 5, "cubic") for w in W0.double()])
+    expected = torch.stack([w - 0.01 * ns_reference(w, 5, "cubic") for w in W0.double()])
     torch.testing.assert_close(torch.stack([p.detach() for p in params]).double(), expected, atol=1e-6, rtol=0)
 
 

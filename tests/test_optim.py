@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+from ns_reference import ns_reference
 
 from lrdlib.core.config import seed_config
 from lrdlib.core.model import ModelConfig, build_model
@@ -15,18 +16,6 @@ D64 = torch.float64
 QK = ("q_proj", "k_proj")
 
 
-def _ns_ref(W, steps=5, poly="cubic"):
-    """Seed-style Newton-Schulz on one matrix, written independently of lrdlib.core.newton_schulz."""
-    eps = {"cubic": 1e-8, "quintic": 1e-7}[poly]
-    X = W / (torch.linalg.norm(W) + eps)
-    I = torch.eye(X.shape[1], dtype=X.dtype)
-    for _ in range(steps):
-        if poly == "cubic":
-            X = 0.5 * X @ (3.0 * I - X.T @ X)
-        else:
-            G = X.T @ X
-            X = X @ (3.4445 * I - 4.7750 * G + 2.0315 * G @ G)
-    return X
 
 
 def _rand(*shape, seed):
@@ -47,7 +36,7 @@ def test_luon_two_steps_match_hand_formula(poly, steps):
         p.grad = g.clone()
     opt.step()
     M1 = [g + lam * w for g, w in zip(G1, W0)]
-    W1 = [w - lr * _ns_ref(m, steps, poly) for w, m in zip(W0, M1)]
+    W1 = [w - lr * ns_reference(m, steps, poly) for w, m in zip(W0, M1)]
     for p, w in zip(params, W1):
         torch.testing.assert_close(p.detach(), w, atol=1e-12, rtol=0)
 
@@ -55,12 +44,12 @@ def test_luon_two_steps_match_hand_formula(poly, steps):
         p.grad = g.clone()
     opt.step()
     M2 = [mu * m + g + lam * w for m, g, w in zip(M1, G2, W1)]
-    W2 = [w - lr * _ns_ref(m, steps, poly) for w, m in zip(W1, M2)]
+    W2 = [w - lr * ns_reference(m, steps, poly) for w, m in zip(W1, M2)]
     for p, w, m in zip(params, W2, M2):
         torch.testing.assert_close(p.detach(), w, atol=1e-12, rtol=0)
         torch.testing.assert_close(opt.state[p]["momentum_buffer"], m, atol=1e-12, rtol=0)
     # momentum matters: without μ M₁ the second step would differ
-    no_mom = W1[0] - lr * _ns_ref(G2[0] + lam * W1[0], steps, poly)
+    no_mom = W1[0] - lr * ns_reference(G2[0] + lam * W1[0], steps, poly)
     assert (no_mom - W2[0]).abs().max() > 1e-4
 
 
@@ -83,7 +72,7 @@ def test_luon_update_size_is_lr_times_ns():
         g = scale * _rand(8, 8, seed=5)
         p.grad = g
         opt.step()
-        torch.testing.assert_close(w0 - p.detach(), 0.02 * _ns_ref(g), atol=1e-12, rtol=0)
+        torch.testing.assert_close(w0 - p.detach(), 0.02 * ns_reference(g), atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 4), ()])
