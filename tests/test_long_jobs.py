@@ -392,3 +392,38 @@ def test_submitit_local_executor_trains_into_the_cache(tmp_path):
     assert list(table.status) == ["ok", "ok"]
     assert [r["key"] for r in recs] == [c.key() for c in cfgs]
     assert all(cache.load(c) == r for c, r in zip(cfgs, recs))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_d7_no_runner_of_our_own_and_pool_workers_die_with_their_parent():
+    """The sitting runner is gone (nothing to orphan a notebook); the pool's side is
+    tests/test_sweep.py::test_pool_workers_exit_when_the_sweep_process_is_killed."""
+    assert not list((ROOT / "lrdlib").rglob("chunks.py")) and not list((ROOT / "lrdlib").rglob("suspend.py"))
+    assert "sitting" not in (ROOT / "Makefile").read_text()
+
+
+def test_d8_no_log_is_committed_and_verify_logs_to_the_build_folder():
+    tracked = subprocess.run(["git", "ls-files", "paper/results"], cwd=ROOT, capture_output=True, text=True).stdout.split()
+    assert tracked and not [p for p in tracked if p.endswith(".jsonl") or p.endswith("run_times.json")]
+    from lrdlib.runs import verify
+    assert "build/verify.jsonl" in verify.__doc__ + verify.verify.__doc__
+
+
+def test_d12_cuda_on_a_cpu_machine_is_named_before_anything_installs_or_trains():
+    from lrdlib.runs.profiles import check_device
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match=r"device='cuda' but CUDA is not available.*valid here: cpu.*TORCH=cuda"):
+        check_device("cuda")
+    make = (ROOT / "Makefile").read_text()
+    assert "TORCH   ?= cpu" in make and "reproduce: venv check-device" in make   # the CUDA wheel only when asked
+
+
+def test_d14_four_environment_variables_at_most():
+    import re
+    names = set()
+    for p in (ROOT / "lrdlib").rglob("*.py"):
+        names |= set(re.findall(r"\bLRD_[A-Z_]+\b", p.read_text()))
+    assert names == {"LRD_CACHE_DIR", "LRD_STORE_DIR", "LRD_OUTPUT_DIR", "LRD_WORKERS"}, names

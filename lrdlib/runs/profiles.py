@@ -43,12 +43,14 @@ def run_cache(profile: str):
 
 
 def check_device(device: str) -> str:
-
+    """``device`` if this machine can run on it, else a ValueError that says what would be valid
+    (and, for ``cuda`` without a CUDA build of torch, how to get one)."""
     if device == "cpu":
         return device
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} but CUDA is not available here; valid here: cpu")
+            raise ValueError(f"device={device!r} but CUDA is not available here (torch {torch.__version__}); valid here: cpu "
+                             "(on a machine with a GPU, `make venv TORCH=cuda` installs a CUDA build of torch)")
         return device
     raise ValueError(f"device={device!r}; valid: cpu, cuda")
 
