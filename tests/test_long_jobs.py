@@ -427,3 +427,37 @@ def test_d14_four_environment_variables_at_most():
     for p in (ROOT / "lrdlib").rglob("*.py"):
         names |= set(re.findall(r"\bLRD_[A-Z_]+\b", p.read_text()))
     assert names == {"LRD_CACHE_DIR", "LRD_STORE_DIR", "LRD_OUTPUT_DIR", "LRD_WORKERS"}, names
+
+
+# ---------------------------------------------------------------- the protocol's endpoints and window
+def _hist(acc, every=100, status="ok"):
+    return {"status": status, "config": {"grok_threshold": 0.99, "grok_hold": 0, "steps": every * (len(acc) - 1)},
+            "history": {"step": [every * i for i in range(len(acc))], "val_acc": acc}}
+
+
+def test_endpoints_see_the_collapse_the_first_grok_hides():
+    from lrdlib.core.grok import endpoints
+    e = endpoints(_hist([0.1, 0.995, 0.5, 0.2, 0.99, 1, 1, 1]))
+    assert (e["first"], e["stable"], e["stable_event"], e["collapses"]) == (100, 400, True, 1)
+    assert e["post_grok_share"] == pytest.approx(4 / 6) and e["observed"] == 600
+    late = endpoints(_hist([0.1, 0.999, 0.999, 0.8]))       # grokked, then fell at the end: censored
+    assert (late["stable_event"], late["stable"], late["first"], late["collapses"]) == (False, 300, 100, 1)
+    assert endpoints(_hist([0.1, 0.5, 0.999]))["stable_event"] is False    # one evaluation is not stable
+    assert endpoints(_hist([0.1, 0.999, 1.0], status="diverged"))["stable_event"] is False
+
+
+def test_observe_window_runs_past_the_grok_and_stays_out_of_old_keys():
+    from lrdlib.core.config import RunConfig
+    from lrdlib.core.training import run
+    base = RunConfig.from_dict(RunConfig().to_dict())
+    assert "observe" not in base.to_dict() and base.replace(observe=0).key() == base.key()
+    assert "observe" in base.replace(observe=50).to_dict() and base.replace(observe=50).key() != base.key()
+    with pytest.raises(ValueError, match="observe"):
+        base.replace(observe=-1)
+    tiny = RunConfig.from_dict({**RunConfig().to_dict(), "task": {"op": "add", "p": 11, "train_frac": 0.9},
+                                "model": {**RunConfig().to_dict()["model"], "vocab_size": 12, "dim": 16, "heads": 2,
+                                          "mlp_dim": 32},
+                                "steps": 400, "eval_every": 10, "early_stop": True, "grok_threshold": 0.05})
+    rec, _ = run(tiny.replace(observe=30), progress=False)
+    first = next(s for s, a in zip(rec["history"]["step"], rec["history"]["val_acc"]) if a >= 0.05)
+    assert rec["steps_run"] == first + max(30, first)

@@ -44,6 +44,9 @@ class RunConfig:
     early_stop: stop as soon as the run has grokked (with ``grok_hold`` > 0: once the window is complete).
     compile: run the training forward/backward through ``torch.compile``: the same maths, faster
         on CPU after a one-off compilation, rounded differently (so its own history and cache key).
+    observe: with ``early_stop``, an observation window after the first grok (first evaluation ≥
+        ``grok_threshold``): the run stops at first + max(``observe``, first) steps, so that a later
+        collapse is seen (``paper/protocol.md``); 0: the ``grok_hold`` rule. Left out of the key at 0.
     """
 
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -60,6 +63,7 @@ class RunConfig:
     grok_hold: int = 0
     device: str = "cpu"
     compile: bool = False
+    observe: int = 0
 
     def __post_init__(self) -> None:
         normalise(self)
@@ -74,14 +78,19 @@ class RunConfig:
         check_range(self, "seed", 0, 2 ** 63, hi_open=True)
         check_range(self, "grok_threshold", 0, 1, lo_open=True)
         check_range(self, "grok_hold", 0)
+        check_range(self, "observe", 0)
         if not _DEVICE.match(self.device):
             raise ValueError(f"device={self.device!r}; valid: cpu, cuda, cuda:<index>")
         _check_targets(self.model, self.targets)
 
     def to_dict(self) -> dict:
         """The config as plain data; the task through ``TaskConfig.to_dict`` (which leaves out the
-        sequence-task fields at their defaults, so a pair task's dict and key are what they were)."""
-        return {**dataclasses.asdict(self), "task": self.task.to_dict()}
+        sequence-task fields at their defaults, so a pair task's dict and key are what they were;
+        ``observe`` likewise at 0)."""
+        d = {**dataclasses.asdict(self), "task": self.task.to_dict()}
+        if not d["observe"]:
+            del d["observe"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:

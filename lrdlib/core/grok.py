@@ -78,3 +78,29 @@ def lasting_grok(record: dict) -> int | None:
         return None
     o = outcome(record)
     return int(o["time"]) if o["event"] else None
+
+
+def endpoints(record: dict, threshold: float | None = None, floor: float = DEFAULT_FLOOR) -> dict:
+    """Every endpoint of ``paper/protocol.md`` for one run, read from its history:
+
+    ``stable`` (primary): the first evaluation from which validation accuracy stays ≥ the threshold
+    to the end of the run, with ``stable_event`` (False: censored at ``last``); ``first``: the first
+    evaluation ≥ the threshold; ``chapter``: ``lasting_grok`` (≥ the threshold held 1,000 steps,
+    floor 0.9); ``final_val_acc``; ``post_grok_share``: the share of evaluations after ``first`` at
+    ≥ the threshold; ``collapses``: how many times accuracy fell below ``floor`` after ``first``;
+    ``observed``: steps seen after ``first``. A stable grok needs two evaluations or more at the end."""
+    thr = record["config"]["grok_threshold"] if threshold is None else threshold
+    steps, acc = record["history"]["step"], [-1.0 if a is None else a for a in record["history"]["val_acc"]]
+    ok = record.get("status") == "ok"
+    first_i = next((i for i, a in enumerate(acc) if a >= thr), None)
+    stable_i = len(acc)
+    while ok and stable_i > 0 and acc[stable_i - 1] >= thr:
+        stable_i -= 1
+    stable_event = ok and stable_i < len(acc) - 1   # at least two evaluations, as for ``steps_to_grok``
+    after = acc[first_i + 1:] if first_i is not None else []
+    falls = sum(1 for a, b in zip([acc[first_i]] + after, after) if a >= floor > b) if first_i is not None else 0
+    return {"stable": steps[stable_i] if stable_event else steps[-1], "stable_event": bool(stable_event),
+            "first": steps[first_i] if first_i is not None else None, "chapter": lasting_grok(record),
+            "final_val_acc": record["history"]["val_acc"][-1], "last": steps[-1],
+            "post_grok_share": sum(a >= thr for a in after) / len(after) if after else None,
+            "collapses": falls, "observed": steps[-1] - steps[first_i] if first_i is not None else 0}

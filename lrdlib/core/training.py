@@ -342,6 +342,9 @@ def run(cfg: RunConfig, *, progress: bool | None = None, desc: str | None = None
             status = "diverged"
             return True
         grok = steps_to_grok(hist["step"], hist["val_acc"], cfg.grok_threshold, cfg.grok_hold)
+        if cfg.early_stop and cfg.observe:
+            first = next((s for s, a in zip(hist["step"], hist["val_acc"]) if a >= cfg.grok_threshold), None)
+            return first is not None and step >= first + max(cfg.observe, first)
         return cfg.early_stop and grok_window_complete(hist["step"], grok, cfg.grok_hold)
 
     pbar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=desc or cfg.key()[:8], mininterval=0.5,

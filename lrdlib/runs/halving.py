@@ -1,0 +1,120 @@
+"""The protocol's budgeted search (``paper/protocol.md``): successive halving over a recipe's two
+knobs on search seeds only, then its evaluation on fresh seeds.
+
+``halving(cells, make)`` runs every cell of a grid on the first rung's seeds and budget, keeps the
+best and runs them on the next rung's, and so on; ``search_recipe`` does it over a recipe's log
+grid and extends the grid by one step past an edge where the best sits (at most twice per knob).
+Runs go through ``lrdlib.runs.sweep.run_sweep``, so a cached run is read, not retrained, and a
+search that is stopped and started again goes on where it was.
+
+    python -m lrdlib.runs.halving --recipe LRD --frac 0.5 [--evaluate]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lrdlib.core.grok import endpoints
+from lrdlib.core.recipes import OTHER_WD, RECIPES, recipe_config
+from lrdlib.core.training import strict_json
+from lrdlib.runs.paths import results_dir
+from lrdlib.runs.profiles import run_cache
+from lrdlib.runs.search import log_grid, strength_at
+from lrdlib.runs.sweep import run_sweep
+
+
+@dataclass(frozen=True)
+class Rung:
+    keep: float      # cells carried in: a count (≥ 1) or a share (< 1) of the previous rung's, at least 2
+    seeds: tuple[int, ...]
+    steps: int
+
+
+RUNGS = (Rung(1.0, (100,), 4000), Rung(1 / 3, (100, 101), 10000), Rung(2, (100, 101, 102), 20000))
+EVAL_SEEDS = {0.25: tuple(range(1000, 1010)), 0.35: tuple(range(1000, 1010)), 0.5: tuple(range(1000, 1010))}
+FIVE_SEEDS = tuple(range(1000, 1005))
+
+
+def score(records: Sequence[dict]) -> tuple[float, float]:
+    """Lower is better: the median over seeds of the stable grok's step (a censored run: +inf, after
+    every grok), then minus the mean final validation accuracy (ties among runs that did not grok)."""
+    e = [endpoints(r) for r in records]
+    t = statistics.median([x["stable"] if x["stable_event"] else math.inf for x in e])
+    return t, -statistics.fmean(x["final_val_acc"] for x in e)
+
+
+def halving(cells: Sequence, make: Callable, rungs: Sequence[Rung] = RUNGS, *, sweep=None, **sweep_kw) -> list[dict]:
+    """Successive halving over ``cells``: ``make(cell, seed, steps)`` is one run. Returns one row per
+    (rung, cell) run: ``rung``, ``cell``, ``score``, ``records``; the last rung's best first."""
+    sweep = sweep or run_sweep
+    rows, alive = [], list(cells)
+    for i, rung in enumerate(rungs):
+        if i:
+            k = rung.keep if rung.keep >= 1 else math.ceil(rung.keep * len(alive))
+            alive = [r["cell"] for r in sorted(rows[-len(alive):], key=lambda r: r["score"])][:max(2, int(k))]
+        cfgs = [make(c, s, rung.steps) for c in alive for s in rung.seeds]
+        _, recs = sweep(cfgs, return_records=True, **sweep_kw)
+        n = len(rung.seeds)
+        rows += [{"rung": i, "cell": c, "records": recs[j * n:(j + 1) * n], "score": score(recs[j * n:(j + 1) * n])}
+                 for j, c in enumerate(alive)]
+    last = [r for r in rows if r["rung"] == len(rungs) - 1]
+    return sorted(last, key=lambda r: r["score"]) + [r for r in rows if r["rung"] < len(rungs) - 1]
+
+
+def _grid(recipe: str, ext: dict) -> tuple[list, list]:
+    centre = RECIPES[recipe][0]
+    qk = [None] if centre is None else sorted({*log_grid(centre), *(strength_at(centre, k) for k in ext.get("qk", ()))})
+    other = [None] if recipe == "tuned L2" else sorted({*OTHER_WD, *(strength_at(1.0, k) for k in ext.get("other", ()))})
+    return qk, other
+
+
+def search_recipe(recipe: str, frac: float, rungs: Sequence[Rung] = RUNGS, max_extensions: int = 2, **sweep_kw) -> dict:
+    """The protocol's search of ``recipe`` at ``frac``: ``best`` (qk, other), the ``grid`` searched,
+    ``extensions`` per knob, and the ``rows`` of the last ``halving``."""
+    ext: dict[str, list[int]] = {"qk": [], "other": []}
+    while True:
+        qk, other = _grid(recipe, ext)
+        rows = halving([(a, b) for a in qk for b in other],
+                       lambda c, s, n: recipe_config(recipe, c[0], c[1], train_frac=frac, seed=s, steps=n), rungs, **sweep_kw)
+        best, grown = rows[0]["cell"], False
+        for axis, values, v, centre in (("qk", qk, best[0], RECIPES[recipe][0]), ("other", other, best[1], 1.0)):
+            if v is None or len(ext[axis]) >= max_extensions or v not in (values[0], values[-1]):
+                continue
+            k = round(2 * math.log10(v / centre)) + (1 if v == values[-1] else -1)
+            ext[axis].append(k)
+            grown = True
+        if not grown:
+            return {"recipe": recipe, "frac": frac, "best": best, "grid": {"qk": qk, "other": other}, "extensions": ext,
+                    "rows": rows}
+
+
+def evaluate(recipe: str, frac: float, best: tuple, seeds: Sequence[int] | None = None, steps: int = 20000,
+             **sweep_kw) -> list[dict]:
+    """The records of ``recipe`` at its ``best`` (qk, other) on the evaluation seeds of ``frac``."""
+    seeds = seeds or EVAL_SEEDS.get(frac, FIVE_SEEDS)
+    _, recs = run_sweep([recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=steps) for s in seeds],
+                        return_records=True, **sweep_kw)
+    return recs
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", required=True, choices=list(RECIPES))
+    ap.add_argument("--frac", type=float, required=True)
+    ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
+    a = ap.parse_args()
+    kw = {"cache": run_cache("paper"), "executor": "process"}
+    found = search_recipe(a.recipe, a.frac, **kw)
+    out = {k: v for k, v in found.items() if k != "rows"}
+    out["ranking"] = [{"rung": r["rung"], "cell": r["cell"], "score": list(r["score"]),
+                       "keys": [x["key"] for x in r["records"]]} for r in found["rows"]]
+    if a.evaluate:
+        out["evaluation"] = [endpoints(r) | {"key": r["key"]} for r in evaluate(a.recipe, a.frac, found["best"], **kw)]
+    path = results_dir() / "protocol" / f"{a.recipe.replace(' ', '_')}_{a.frac}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(strict_json(out), indent=1, allow_nan=False, default=str) + "\n")
+    print(f"{a.recipe} at {a.frac}: best {found['best']}; {path}")

@@ -1,0 +1,62 @@
+"""The protocol's recipes and its successive-halving search, on made-up records."""
+import math
+
+import pytest
+
+from lrdlib.core.recipes import RECIPES, recipe_config
+from lrdlib.runs import halving as H
+
+
+def fake_record(cfg, steps_to_stable):
+    """A record whose validation accuracy jumps to 1 at ``steps_to_stable`` (None: never)."""
+    steps = list(range(0, cfg.steps + 1, cfg.eval_every))
+    acc = [1.0 if steps_to_stable is not None and s >= steps_to_stable else 0.5 for s in steps]
+    return {"key": cfg.key(), "status": "ok", "config": cfg.to_dict(), "history": {"step": steps, "val_acc": acc}}
+
+
+def fake_sweep(time_of):
+    calls = []
+
+    def sweep(cfgs, return_records=True, **kw):
+        calls.append(len(cfgs))
+        return None, [fake_record(c, time_of(c)) for c in cfgs]
+    return sweep, calls
+
+
+def test_recipes_differ_in_qk_treatment_and_other_decay_only():
+    kw = dict(train_frac=0.5, seed=1000, steps=2000)
+    l2 = recipe_config("tuned L2", 1.0, None, **kw)
+    assert l2.optim.weight_decay == l2.optim.target_weight_decay == 1.0 and l2.observe == 5000 and l2.early_stop
+    lrd = recipe_config("LRD", 0.01, 0.3, **kw)
+    assert (lrd.decay.kind, lrd.decay.strength, lrd.optim.weight_decay, lrd.optim.target_weight_decay) == ("lrd_ns", 0.01, 0.3, 0.0)
+    luon = recipe_config("Luon", 0.5, 1.0, **kw)
+    assert luon.optim.kind == "luon" and luon.optim.luon_lambda == 0.5 and luon.optim.weight_decay == 1.0
+    none = recipe_config("no Q/K decay", None, 3.0, **kw)
+    assert none.decay.kind == "none" and none.optim.target_weight_decay == 0.0 and none.optim.weight_decay == 3.0
+    assert len({recipe_config(r, RECIPES[r][0], 1.0, **kw).key() for r in RECIPES}) == len(RECIPES)
+    with pytest.raises(ValueError, match="recipe='LDR'"):
+        recipe_config("LDR", 0.01, 0.1, **kw)
+
+
+def test_halving_keeps_the_best_and_uses_search_seeds_only():
+    seen = []
+
+    def time_of(cfg):
+        seen.append(cfg.seed)
+        return int(1000 * abs(math.log10(cfg.decay.strength / 0.01)) + 400 * abs(math.log10(cfg.optim.weight_decay))) + 200
+    sweep, calls = fake_sweep(time_of)
+    rows = H.halving([(a, b) for a in (0.003, 0.01, 0.03) for b in (0.1, 1.0)],
+                     lambda c, s, n: recipe_config("LRD", c[0], c[1], train_frac=0.5, seed=s, steps=n), sweep=sweep)
+    assert rows[0]["cell"] == (0.01, 1.0) and rows[0]["rung"] == 2 and rows[0]["score"][0] == 200
+    assert calls == [6 * 1, 2 * 2, 2 * 3]            # 6 cells → a third (2) → 2
+    assert set(seen) == {100, 101, 102}               # never an evaluation seed
+
+
+def test_search_extends_the_grid_past_an_edge_at_most_twice():
+    def time_of(cfg):   # the smaller α the faster, without end; λₒ best at 1
+        return int(1e5 * cfg.decay.strength) + int(300 * abs(math.log10(cfg.optim.weight_decay))) + 100
+    sweep, _ = fake_sweep(time_of)
+    found = H.search_recipe("LRD", 0.5, sweep=sweep)
+    assert found["extensions"] == {"qk": [-3, -4], "other": []}
+    assert found["best"] == (0.0001, 1.0) and found["grid"]["qk"][0] == 0.0001   # 0.001 → 0.0003 → 0.0001
+    assert H.score([fake_record(recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=100, steps=1000), None)])[0] == math.inf
