@@ -1,13 +1,13 @@
 # lrd-companion — set-up, tests and reproduction. Needs Python 3.11 and make only.
 #
 #   make test                      create .venv if missing, install, run the test suite
-#   make demo                      L2 and LRD grokking side by side, live, in about a minute
+#   make demo                      L2 and LRD grokking side by side, live (88 s here with the other core busy)
 #   make test-fast                 the suite without the slow tests (notebooks, process pools)
 #   make lint                      ruff, and lint-imports (the layers core <- runs <- analysis)
 #   make reproduce                 execute every notebook from the committed store (PROFILE=paper): no training
-#   make reproduce PROFILE=quick   smaller grids, trained now into build/cache (an hour or more on 2 cores)
+#   make reproduce PROFILE=quick   smaller grids, trained now into build/cache (each sweep prints its cost first)
 #   LRD_STORE_DIR=build/fresh make reproduce   the paper profile trained from scratch into an empty store
-#                                  (days on 2 cores; checkpointed: stop it with Ctrl-C or `timeout`, run again to go on)
+#                                  (the records sum to 101 h of training; checkpointed: stop it with Ctrl-C or `timeout`, run again to go on)
 #   make notebook NB=03            execute one notebook (by number or file name; NB="07 08" for several)
 #   make verify                    replay N=3 committed runs made on this processor, compare their histories
 #   make lab                       JupyterLab on notebooks/ (Run All reads the store) beside build/notebooks/ (executed copies)
