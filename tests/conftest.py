@@ -2,6 +2,10 @@
 import pytest
 import torch
 
+# The models of the tests are tiny: one intra-op thread for the whole session. With more, OpenMP
+# threads spin waiting on each other on a busy machine and a 1 s test takes minutes.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="module")
 def single_thread():
