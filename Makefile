@@ -72,7 +72,7 @@ reproduce: venv check-device
 	@test -n "$(NOTEBOOKS)" || { echo "no notebook matches NB=$(NB)"; exit 2; }
 	@mkdir -p $(BUILD)/notebooks figures
 	@set -e; i=0; n=$(words $(NOTEBOOKS)); t0=$$(date +%s); \
-	trap 'kill -TERM -- -$$pid 2>/dev/null; wait $$pid 2>/dev/null; \
+	trap 'kill -TERM -$$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true; \
 	  echo; echo "stopped in $$nb; the notebooks before it are done ($(BUILD)/notebooks), runs already trained are kept"; exit 130' INT TERM; \
 	for nb in $(NOTEBOOKS); do \
 	  i=$$((i+1)); out=$(BUILD)/notebooks/$$(basename $$nb); start=$$(date +%s); \

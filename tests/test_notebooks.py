@@ -83,3 +83,41 @@ def test_regeneration_from_the_store_is_byte_stable(tmp_path, monkeypatch):
     committed = {k: (ROOT / "figures" / k).read_bytes() for k in made[0] if k != "chapter"}
     committed["chapter"] = (results / "chapters" / "02_polar_geometry.json").read_bytes()
     assert [k for k in made[0] if made[0][k] != committed[k]] == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_make_reproduce_cleanly():
+    """Ctrl-C at a terminal: one line saying where it stopped, no traceback, no papermill or kernel left running."""
+    import os
+    import pty
+    import select
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "python").exists():
+        pytest.skip("needs make and the .venv that `make test` creates")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(ROOT)
+        os.execvp("make", ["make", "--no-print-directory", "reproduce", "NB=02"])
+    out, t0, sent = b"", time.time(), None
+    while time.time() - t0 < 120 and (sent is None or time.time() - sent < 30):
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        if sent is None and b">>> [1/1]" in out and time.time() - t0 > 8:
+            os.write(fd, b"\x03")
+            sent = time.time()
+    os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert sent is not None and "stopped in notebooks/02_polar_geometry.ipynb" in text
+    assert "Traceback" not in text
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-f", "papermill notebooks/02_polar_geometry"], capture_output=True, text=True).stdout
+    assert left == ""
