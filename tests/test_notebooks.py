@@ -99,6 +99,9 @@ def test_ctrl_c_stops_make_reproduce_cleanly():
         pytest.skip("needs make and the .venv that `make test` creates")
     pid, fd = pty.fork()
     if pid == 0:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)   # as at a terminal, even when the suite runs under nohup
         os.chdir(ROOT)
         os.execvp("make", ["make", "--no-print-directory", "reproduce", "NB=02"])
     out, t0, sent = b"", time.time(), None
