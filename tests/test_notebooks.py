@@ -38,7 +38,6 @@ def test_notebook_runs_at_smoke(nb, sandbox, monkeypatch):
     monkeypatch.setenv("LRD_CACHE_DIR", str(sandbox / "cache"))
     monkeypatch.setenv("LRD_OUTPUT_DIR", str(sandbox))   # figures/ and results/ there
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # the kernel's torch: one thread (tiny models; no spinning on a busy machine)
     # records go through a results store too (set LRD_STORE_DIR: a store at every profile), so the compact
     # records' code path (thinned spectra) runs here, not first at the paper profile
     monkeypatch.setenv("LRD_STORE_DIR", str(sandbox / "store"))
