@@ -1,7 +1,7 @@
 # lrd-companion — set-up, tests and reproduction. Needs Python 3.11 and make only.
 #
 #   make test                      create .venv if missing, install, run the test suite
-#   make demo                      L2 and LRD grokking side by side, live (88 s here with the other core busy)
+#   make demo                      L2 and LRD grokking side by side, live (76 s here)
 #   make test-fast                 the suite without the slow tests (notebooks, process pools)
 #   make lint                      ruff, and lint-imports (the layers core <- runs <- analysis)
 #   make reproduce                 execute every notebook from the committed store (PROFILE=paper): no training
