@@ -60,3 +60,27 @@ def test_search_extends_the_grid_past_an_edge_at_most_twice():
     assert found["extensions"] == {"qk": [-3, -4], "other": []}
     assert found["best"] == (0.0001, 1.0) and found["grid"]["qk"][0] == 0.0001   # 0.001 → 0.0003 → 0.0001
     assert H.score([fake_record(recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=100, steps=1000), None)])[0] == math.inf
+
+
+def test_holm_matches_the_textbook_example():
+    from lrdlib.analysis.survival import holm
+    # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 with m = 4 → 0.04, 0.06, 0.06, 0.06
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_protocol_rows_pair_by_seed_on_the_stable_endpoint():
+    from lrdlib.analysis.survival import protocol_rows
+    cfg = lambda s: recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=s, steps=3000)
+    l2 = lambda s: recipe_config("tuned L2", 1.0, None, train_frac=0.5, seed=s, steps=3000)
+    fast = {0.5: [fake_record(cfg(s), 500 + 10 * s) for s in range(10)]}
+    # tuned L2 reaches 0.99 early but only stays there from 2000 on: faster on "first", slower on "stable"
+    slow = []
+    for s in range(10):
+        r = fake_record(l2(s), 2000)
+        r["history"]["val_acc"][3] = 1.0                          # step 300: a transient grok
+        slow.append(r)
+    stable = protocol_rows(fast, {0.5: slow}, n_boot=200)[0]
+    assert stable["a_first"] == 10 and stable["ratio"] < 0.5 and stable["p_holm"] == pytest.approx(stable["p"])
+    first = protocol_rows(fast, {0.5: slow}, endpoint="first", n_boot=200)[0]
+    assert first["b_first"] == 10

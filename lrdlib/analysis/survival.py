@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from lrdlib.analysis.phase import wilson
-from lrdlib.core.grok import DEFAULT_FLOOR, DEFAULT_HOLD, lasting_grok, outcome  # noqa: F401 (re-exported)
+from lrdlib.core.grok import DEFAULT_FLOOR, DEFAULT_HOLD, endpoints, lasting_grok, outcome  # noqa: F401 (re-exported)
 
 INF = math.inf
 # MIN_SEEDS: fewest paired seeds from which a comparison is read as faster or slower.
@@ -209,4 +209,39 @@ def seed_spread(records: dict, n_boot: int = 2000) -> list[dict]:
                      "collapsed": int(sum(bool(x["collapsed"]) for x in o)), "KM median": km_median(t, e),
                      "CI lo": lo, "CI hi": hi, "q25": float(q[0]), "q75": float(q[1]),
                      "min": float(g.min()) if len(g) else math.nan, "max": float(g.max()) if len(g) else math.nan})
+    return rows
+
+
+# ---------------------------------------------------------------- the protocol's comparison (paper/protocol.md)
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order (each ≤ 1, monotone in the sorted order)."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p, kind="stable")
+    adj = np.minimum(1.0, np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]))
+    out = np.empty_like(adj)
+    out[order] = adj
+    return out.tolist()
+
+
+def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000, seed: int = 0) -> list[dict]:
+    """One recipe ``a`` against ``b`` (tuned L2) per train fraction: ``a`` and ``b`` are
+    ``{frac: [record, ...]}`` of the evaluation seeds. Per fraction ``paired_comparison`` on the
+    ``endpoint`` of ``lrdlib.core.grok.endpoints`` (``stable``: to the end of the run; ``first``;
+    ``chapter``), censored at each run's last step, with ``p_holm`` (Holm across the fractions)."""
+
+    def by_seed_of(records):
+        out = {}
+        for r in records:
+            e = endpoints(r)
+            t = e["stable"] if endpoint == "stable" else e[endpoint]
+            event = e["stable_event"] if endpoint == "stable" else t is not None
+            out[r["config"]["seed"]] = (float(t if event else e["last"]), bool(event))
+        return out
+    rows = []
+    for f in sorted(set(a) & set(b)):
+        ta, tb = by_seed_of(a[f]), by_seed_of(b[f])
+        rows.append({"frac": f, "endpoint": endpoint, "a_median": km_median(*zip(*ta.values())),
+                     "b_median": km_median(*zip(*tb.values())), **paired_comparison(ta, tb, n_boot=n_boot, seed=seed)})
+    for r, p in zip(rows, holm([r["p"] for r in rows])):
+        r["p_holm"] = p
     return rows
