@@ -47,9 +47,13 @@ def test_halving_keeps_the_best_and_uses_search_seeds_only():
     sweep, calls = fake_sweep(time_of)
     rows = H.halving([(a, b) for a in (0.003, 0.01, 0.03) for b in (0.1, 1.0)],
                      lambda c, s, n: recipe_config("LRD", c[0], c[1], train_frac=0.5, seed=s, steps=n), sweep=sweep)
-    assert rows[0]["cell"] == (0.01, 1.0) and rows[0]["rung"] == 2 and rows[0]["score"][0] == 200
-    assert calls == [6 * 1, 2 * 2, 2 * 3]            # 6 cells → a third (2) → 2
-    assert set(seen) == {100, 101, 102}               # never an evaluation seed
+    assert rows[0]["cell"] == (0.01, 1.0) and rows[0]["rung"] == 1 and rows[0]["score"][0] == 200
+    assert calls == [6 * 1, 2 * 2]                    # 6 cells → a third (2), on two seeds (amendment A1)
+    assert set(seen) == {100, 101}                    # never an evaluation seed
+    rows3 = H.halving([(a, b) for a in (0.003, 0.01, 0.03) for b in (0.1, 1.0)],
+                      lambda c, s, n: recipe_config("LRD", c[0], c[1], train_frac=0.5, seed=s, steps=n),
+                      H.RUNGS + (H.Rung(2, (100, 101, 102), 20000),), sweep=sweep)
+    assert rows3[0]["rung"] == 2 and calls[-1] == 2 * 3 and 102 in seen   # a third rung as the protocol first had it
 
 
 def test_search_extends_the_grid_past_an_edge_at_most_twice():
@@ -57,8 +61,15 @@ def test_search_extends_the_grid_past_an_edge_at_most_twice():
         return int(1e5 * cfg.decay.strength) + int(300 * abs(math.log10(cfg.optim.weight_decay))) + 100
     sweep, _ = fake_sweep(time_of)
     found = H.search_recipe("LRD", 0.5, sweep=sweep)
-    assert found["extensions"] == {"qk": [-3, -4], "other": []}
-    assert found["best"] == (0.0001, 1.0) and found["grid"]["qk"][0] == 0.0001   # 0.001 → 0.0003 → 0.0001
+    assert found["extensions"] == {"qk": [-2, -3], "other": []}
+    assert found["best"] == (0.0003, 1.0) and found["grid"]["qk"][0] == 0.0003   # 0.003 → 0.001 → 0.0003
+    assert found["grid"]["other"] == [0.3, 1.0, 3.0]
+
+
+def test_one_knob_recipes_search_five_points_two_knob_ones_three_by_three():
+    assert H._grid("tuned L2", {}) == ([0.1, 0.3, 1.0, 3.0, 10.0], [None])
+    assert H._grid("no Q/K decay", {"other": [3]}) == ([None], [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
+    assert H._grid("Luon", {}) == ([0.15, 0.5, 1.5], [0.3, 1.0, 3.0])
     assert H.score([fake_record(recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=100, steps=1000), None)])[0] == math.inf
 
 
@@ -84,3 +95,10 @@ def test_protocol_rows_pair_by_seed_on_the_stable_endpoint():
     assert stable["a_first"] == 10 and stable["ratio"] < 0.5 and stable["p_holm"] == pytest.approx(stable["p"])
     first = protocol_rows(fast, {0.5: slow}, endpoint="first", n_boot=200)[0]
     assert first["b_first"] == 10
+
+
+def test_unsearched_fractions_take_the_nearest_searched_setting():
+    assert [H.searched_at("LRD", f) for f in H.FRACTIONS] == [0.25, 0.25, 0.25, 0.35, 0.35, 0.5, 0.5, 0.5]
+    assert {H.searched_at("SVT", f) for f in H.FRACTIONS} == {0.35}
+    with pytest.raises(ValueError, match="frac=0.45"):
+        H.searched_at("LRD", 0.45)

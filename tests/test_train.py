@@ -32,7 +32,7 @@ QK = ["layers.0.attn.q_proj.weight", "layers.0.attn.k_proj.weight",
       "layers.1.attn.q_proj.weight", "layers.1.attn.k_proj.weight"]
 SPECTRA_KEYS = {"stable_rank", "entropy_rank", "nuc_over_fro", "fro", "top_sv"}
 TANG_KEYS = ({f"{a}_{b}" for a in ("grad", "opt", "decay", "update") for b in ("rad", "tan")}
-             | {"angle_step", "angle_opt", "angle_decay", "angle_total"})
+             | {"angle_step", "angle_opt", "angle_decay", "angle_total", "angle_line", "angle_line_total"})
 
 
 def _run(cfg):
@@ -462,3 +462,19 @@ def test_trained_model_on_a_fresh_machine_retrains_but_leaves_the_store_record(t
     assert fresh.weights_path(cfg).exists() and not fresh.record_path(cfg).exists()
     split = make_split(cfg.task)
     assert evaluate(model, split.x_val, split.y_val)[1] == pytest.approx(rec["final_val_acc"], abs=1e-7)  # compact: 7 digits
+
+
+def test_line_angle_sees_a_sign_flip_as_no_turn():
+    """A step W → −W (LRD overshooting, every σᵢ < α) turns W by π but its line by 0; a plain
+    rotation by θ < π/2 turns both by θ. Totals accumulate across flushes."""
+    W0 = torch.eye(3, dtype=torch.float64)[:, :2].T.contiguous().unsqueeze(0).repeat(2, 1, 1)  # two 2×3 matrices
+    c, s_ = math.cos(0.3), math.sin(0.3)
+    rot = torch.tensor([[c, -s_], [s_, c]], dtype=torch.float64)
+    W2 = torch.stack([-W0[0], rot @ W0[1]])
+    m = lt.AngleMeter(2)
+    m.update(W0, W0.clone(), W2)
+    out = m.flush()
+    assert out["angle_step"].tolist() == pytest.approx([math.pi, 0.3], abs=1e-7)
+    assert out["angle_line"].tolist() == pytest.approx([0.0, 0.3], abs=1e-7)
+    m.update(W0, W0.clone(), W2)
+    assert m.flush()["angle_line_total"].tolist() == pytest.approx([0.0, 0.6], abs=1e-6)

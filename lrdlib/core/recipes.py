@@ -21,7 +21,7 @@ RECIPES = {
     "fixed norm": (0.5, "fixed_norm"),
     "no Q/K decay": (None, None),
 }
-OTHER_WD = (0.1, 0.3, 1.0, 3.0)   # the grid of λₒ
+OTHER_WD = (0.3, 1.0, 3.0)   # the grid of λₒ of a two-knob recipe (amendment A1 of the protocol)
 
 
 def recipe_config(name: str, qk: float | None, other: float | None, *, train_frac: float, seed: int,

@@ -142,34 +142,46 @@ class AngleMeter:
     (W₀ before the step, W₁ after the optimiser, W₂ after the decay). ``flush`` gives the mean
     per step since the last flush and the running total of the whole-step angle (the total
     angle travelled). Under QK-Norm only the direction of W_Q, W_K matters, so these are the
-    effective (angular) learning rates."""
+    effective (angular) learning rates.
+
+    ``angle_line``: the angle between the *lines* of W₀ and W₂, min(θ, π − θ) of the whole-step
+    angle θ. A step that flips W's sign (LRD's step where every σᵢ < α: W − α U Vᵀ = −U(α − Σ)Vᵀ)
+    turns θ ≈ π and the line by ≈ 0 (with W_Q and W_K flipped together every attention score is
+    unchanged under QK-Norm; one alone flips the scores' sign). The line angle is the
+    sign-invariant effective learning rate; ``angle_line_total`` its running total."""
 
     def __init__(self, k: int):
-        self.sum = {n: torch.zeros(k, dtype=torch.float64) for n in ("step", "opt", "decay")}
+        self.sum = {n: torch.zeros(k, dtype=torch.float64) for n in ("step", "opt", "decay", "line")}
         self.total = torch.zeros(k, dtype=torch.float64)
+        self.total_line = torch.zeros(k, dtype=torch.float64)
         self.count = 0
 
     def update(self, W0: torch.Tensor, W1: torch.Tensor, W2: torch.Tensor) -> None:
         a = angle(torch.stack([W0, W0, W1]), torch.stack([W2, W1, W2])).cpu()   # one batched call
         for name, row in zip(("step", "opt", "decay"), a):
             self.sum[name] += row
+        self.sum["line"] += torch.minimum(a[0], math.pi - a[0])
         self.count += 1
 
     def flush(self) -> dict[str, torch.Tensor]:
         self.total += self.sum["step"]
+        self.total_line += self.sum["line"]
         out = {f"angle_{n}": s / max(self.count, 1) for n, s in self.sum.items()}
         out["angle_total"] = self.total.clone()
+        out["angle_line_total"] = self.total_line.clone()
         for s in self.sum.values():
             s.zero_()
         self.count = 0
         return out
 
     def state_dict(self) -> dict:
-        return {"sum": {n: s.clone() for n, s in self.sum.items()}, "total": self.total.clone(), "count": self.count}
+        return {"sum": {n: s.clone() for n, s in self.sum.items()}, "total": self.total.clone(),
+                "total_line": self.total_line.clone(), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
         self.sum = {n: s.clone() for n, s in state["sum"].items()}
         self.total, self.count = state["total"].clone(), int(state["count"])
+        self.total_line = state["total_line"].clone()
 
 
 def train_step(model: torch.nn.Module, opts: list, decay, targets: list[torch.Tensor],

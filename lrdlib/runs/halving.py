@@ -8,6 +8,9 @@ Runs go through ``lrdlib.runs.sweep.run_sweep``, so a cached run is read, not re
 search that is stopped and started again goes on where it was.
 
     python -m lrdlib.runs.halving --recipe LRD --frac 0.5 [--evaluate]
+
+At a fraction that is not searched, the search of the nearest searched one (``searched_at``) sets
+the knobs.
 """
 from __future__ import annotations
 
@@ -34,9 +37,20 @@ class Rung:
     steps: int
 
 
-RUNGS = (Rung(1.0, (100,), 4000), Rung(1 / 3, (100, 101), 10000), Rung(2, (100, 101, 102), 20000))
+RUNGS = (Rung(1.0, (100,), 4000), Rung(1 / 3, (100, 101), 10000))   # amendment A1 of the protocol: two rungs
 EVAL_SEEDS = {0.25: tuple(range(1000, 1010)), 0.35: tuple(range(1000, 1010)), 0.5: tuple(range(1000, 1010))}
 FIVE_SEEDS = tuple(range(1000, 1005))
+FRACTIONS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8)
+PRIMARY = ("tuned L2", "LRD")
+NEAREST = {0.2: 0.25, 0.25: 0.25, 0.3: 0.25, 0.35: 0.35, 0.4: 0.35, 0.5: 0.5, 0.6: 0.5, 0.8: 0.5}
+
+
+def searched_at(recipe: str, frac: float) -> float:
+    """The fraction whose search sets ``recipe``'s knobs at ``frac`` (amendment A1 of the protocol):
+    the nearest of 0.25, 0.35, 0.5 for tuned L2 and LRD, 0.35 for the secondary recipes."""
+    if frac not in NEAREST:
+        raise ValueError(f"frac={frac!r}; the protocol's fractions are {', '.join(map(str, FRACTIONS))}")
+    return NEAREST[frac] if recipe in PRIMARY else 0.35
 
 
 def score(records: Sequence[dict]) -> tuple[float, float]:
@@ -66,9 +80,15 @@ def halving(cells: Sequence, make: Callable, rungs: Sequence[Rung] = RUNGS, *, s
 
 
 def _grid(recipe: str, ext: dict) -> tuple[list, list]:
+    """(Q/K knob, λₒ) values: 5 half-decade points for a one-knob recipe, 3 × 3 for a two-knob one,
+    each grown by the steps in ``ext`` past an edge."""
     centre = RECIPES[recipe][0]
-    qk = [None] if centre is None else sorted({*log_grid(centre), *(strength_at(centre, k) for k in ext.get("qk", ()))})
-    other = [None] if recipe == "tuned L2" else sorted({*OTHER_WD, *(strength_at(1.0, k) for k in ext.get("other", ()))})
+    if centre is None or recipe == "tuned L2":
+        c, n = (centre, "qk") if centre is not None else (1.0, "other")
+        one = sorted({*log_grid(c, 5), *(strength_at(c, k) for k in ext.get(n, ()))})
+        return (one, [None]) if n == "qk" else ([None], one)
+    qk = sorted({*log_grid(centre, 3), *(strength_at(centre, k) for k in ext.get("qk", ()))})
+    other = sorted({*OTHER_WD, *(strength_at(1.0, k) for k in ext.get("other", ()))})
     return qk, other
 
 
@@ -108,8 +128,8 @@ if __name__ == "__main__":
     ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
     a = ap.parse_args()
     kw = {"cache": run_cache("paper"), "executor": "process"}
-    found = search_recipe(a.recipe, a.frac, **kw)
-    out = {k: v for k, v in found.items() if k != "rows"}
+    found = search_recipe(a.recipe, searched_at(a.recipe, a.frac), **kw)
+    out = {k: v for k, v in found.items() if k != "rows"} | {"frac": a.frac, "searched_at": found["frac"]}
     out["ranking"] = [{"rung": r["rung"], "cell": r["cell"], "score": list(r["score"]),
                        "keys": [x["key"] for x in r["records"]]} for r in found["rows"]]
     if a.evaluate:
