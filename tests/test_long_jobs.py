@@ -461,3 +461,22 @@ def test_observe_window_runs_past_the_grok_and_stays_out_of_old_keys():
     rec, _ = run(tiny.replace(observe=30), progress=False)
     first = next(s for s, a in zip(rec["history"]["step"], rec["history"]["val_acc"]) if a >= 0.05)
     assert rec["steps_run"] == first + max(30, first)
+
+
+def test_fingerprint_is_of_the_code_this_process_imported_not_of_files_edited_since(monkeypatch):
+    """A run going on while its source is edited writes checkpoints of the code it runs: editing a
+    core file afterwards (as a session does while a search trains) must not change the fingerprint,
+    else the old layout is resumed by new code."""
+    before = lt.fingerprint(TINY)
+
+    def edited(self):   # every core file now reads differently
+        return b"edited since"
+    monkeypatch.setattr(Path, "read_bytes", edited)
+    assert lt.fingerprint(TINY) == before
+    assert lt.fingerprint(TINY.replace(seed=TINY.seed + 1)) != before
+
+
+def test_a_failed_run_in_a_search_rung_is_named_not_a_key_error():
+    from lrdlib.runs import halving as H
+    with pytest.raises(RuntimeError, match="1 run\\(s\\) failed.*abc \\(KeyError: 'x'\\).*run the search again"):
+        H.score([{"key": "abc", "status": "failed", "error": "KeyError: 'x'"}])

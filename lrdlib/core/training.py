@@ -219,14 +219,22 @@ def _append(store: dict, names: list[str], values: dict[str, torch.Tensor]) -> N
             store[n].setdefault(key, []).append(row)
 
 
-def fingerprint(cfg: RunConfig) -> str:
-    """What a checkpoint must match to be resumed: the config's key and the source of ``lrdlib.core``
-    (the loop, the model, the optimisers and the decays), so a checkpoint written by other code or
-    for another config is never continued."""
-    h = hashlib.sha256(cfg.key().encode())
+def _source_digest() -> bytes:
+    h = hashlib.sha256()
     for f in sorted(Path(__file__).parent.glob("*.py")):
         h.update(f.name.encode() + f.read_bytes())
-    return h.hexdigest()[:24]
+    return h.digest()
+
+
+_CORE_SOURCE = _source_digest()   # read once, at import: the code this process runs, not what is on disk later
+
+
+def fingerprint(cfg: RunConfig) -> str:
+    """What a checkpoint must match to be resumed: the config's key and the source of ``lrdlib.core``
+    (the loop, the model, the optimisers and the decays) as this process imported it, so a
+    checkpoint written by other code or for another config is never continued, also when the
+    files are edited while a run goes on."""
+    return hashlib.sha256(cfg.key().encode() + _CORE_SOURCE).hexdigest()[:24]
 
 
 _STATE_KEYS = {"fingerprint", "step", "wall", "status", "grok", "model", "opts", "sampler", "meter", "hist",

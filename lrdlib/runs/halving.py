@@ -56,6 +56,10 @@ def searched_at(recipe: str, frac: float) -> float:
 def score(records: Sequence[dict]) -> tuple[float, float]:
     """Lower is better: the median over seeds of the stable grok's step (a censored run: +inf, after
     every grok), then minus the mean final validation accuracy (ties among runs that did not grok)."""
+    bad = [f"{r['key']} ({r.get('error', r.get('status'))})" for r in records if r.get("status") not in ("ok", "diverged")]
+    if bad:
+        raise RuntimeError(f"{len(bad)} run(s) failed, so the rung cannot be scored: {'; '.join(bad)}; "
+                           "run the search again to retry them")
     e = [endpoints(r) for r in records]
     t = statistics.median([x["stable"] if x["stable_event"] else math.inf for x in e])
     return t, -statistics.fmean(x["final_val_acc"] for x in e)
