@@ -213,21 +213,41 @@ def seed_spread(records: dict, n_boot: int = 2000) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the protocol's comparison (paper/protocol.md)
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the input order (each ≤ 1, monotone in the sorted order)."""
-    p = np.asarray(pvalues, dtype=float)
+def holm(pvalues: Sequence[float], m: int | None = None) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input order (each ≤ 1, monotone in the sorted order).
+    ``m``: the size of the family when only some of its tests are in (the rest count as p = 1, so an
+    interim adjustment is never smaller than the final one)."""
+    m = len(pvalues) if m is None else m
+    if m < len(pvalues):
+        raise ValueError(f"m={m}: a family of fewer tests than the {len(pvalues)} p-values given")
+    p = np.asarray(list(pvalues) + [1.0] * (m - len(pvalues)), dtype=float)
     order = np.argsort(p, kind="stable")
     adj = np.minimum(1.0, np.maximum.accumulate((len(p) - np.arange(len(p))) * p[order]))
     out = np.empty_like(adj)
     out[order] = adj
-    return out.tolist()
+    return out.tolist()[:len(pvalues)]
 
 
-def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000, seed: int = 0) -> list[dict]:
+def logrank_p(a: dict, b: dict) -> float:
+    """Two-sided log-rank p (``scipy.stats.logrank``) of ``a`` against ``b`` (``{seed: (time, event)}``),
+    unpaired: the protocol's sensitivity analysis to the paired sign test."""
+    def data(x):
+        t = np.array([v[0] for v in x.values()], float)
+        e = np.array([v[1] for v in x.values()], bool)
+        return stats.CensoredData(uncensored=t[e], right=t[~e])
+    if not any(v[1] for v in (*a.values(), *b.values())):
+        return 1.0   # no event in either arm: nothing to compare
+    return float(stats.logrank(data(a), data(b)).pvalue)
+
+
+def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000, seed: int = 0,
+                  n_tests: int | None = None) -> list[dict]:
     """One recipe ``a`` against ``b`` (tuned L2) per train fraction: ``a`` and ``b`` are
     ``{frac: [record, ...]}`` of the evaluation seeds. Per fraction ``paired_comparison`` on the
     ``endpoint`` of ``lrdlib.core.grok.endpoints`` (``stable``: to the end of the run; ``first``;
-    ``chapter``), censored at each run's last step, with ``p_holm`` (Holm across the fractions)."""
+    ``chapter``), censored at each run's last step, the events ``a_events``/``b_events`` of ``n``,
+    ``p_logrank``, and ``p_holm`` (Holm across the fractions; ``n_tests``: the family's size when
+    only some fractions are in)."""
 
     def by_seed_of(records):
         out = {}
@@ -240,8 +260,10 @@ def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000
     rows = []
     for f in sorted(set(a) & set(b)):
         ta, tb = by_seed_of(a[f]), by_seed_of(b[f])
-        rows.append({"frac": f, "endpoint": endpoint, "a_median": km_median(*zip(*ta.values())),
-                     "b_median": km_median(*zip(*tb.values())), **paired_comparison(ta, tb, n_boot=n_boot, seed=seed)})
-    for r, p in zip(rows, holm([r["p"] for r in rows])):
+        rows.append({"frac": f, "endpoint": endpoint, "n": len(ta),
+                     "a_events": sum(e for _, e in ta.values()), "b_events": sum(e for _, e in tb.values()),
+                     "a_median": km_median(*zip(*ta.values())), "b_median": km_median(*zip(*tb.values())),
+                     **paired_comparison(ta, tb, n_boot=n_boot, seed=seed), "p_logrank": logrank_p(ta, tb)})
+    for r, p in zip(rows, holm([r["p"] for r in rows], n_tests)):
         r["p_holm"] = p
     return rows

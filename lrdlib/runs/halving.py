@@ -40,6 +40,7 @@ class Rung:
 RUNGS = (Rung(1.0, (100,), 4000), Rung(1 / 3, (100, 101), 10000))   # amendment A1 of the protocol: two rungs
 EVAL_SEEDS = {0.25: tuple(range(1000, 1010)), 0.35: tuple(range(1000, 1010)), 0.5: tuple(range(1000, 1010))}
 FIVE_SEEDS = tuple(range(1000, 1005))
+BUDGET = 20000   # evaluation runs: steps at most (the observation window stops a grokked run earlier)
 FRACTIONS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8)
 PRIMARY = ("tuned L2", "LRD")
 NEAREST = {0.2: 0.25, 0.25: 0.25, 0.3: 0.25, 0.35: 0.35, 0.4: 0.35, 0.5: 0.5, 0.6: 0.5, 0.8: 0.5}
@@ -116,13 +117,53 @@ def search_recipe(recipe: str, frac: float, rungs: Sequence[Rung] = RUNGS, max_e
                     "rows": rows}
 
 
-def evaluate(recipe: str, frac: float, best: tuple, seeds: Sequence[int] | None = None, steps: int = 20000,
+def evaluate(recipe: str, frac: float, best: tuple, seeds: Sequence[int] | None = None, steps: int = BUDGET,
              **sweep_kw) -> list[dict]:
     """The records of ``recipe`` at its ``best`` (qk, other) on the evaluation seeds of ``frac``."""
     seeds = seeds or EVAL_SEEDS.get(frac, FIVE_SEEDS)
     _, recs = run_sweep([recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=steps) for s in seeds],
                         return_records=True, **sweep_kw)
     return recs
+
+
+class NotStored(LookupError):
+    """A search or evaluation asked for runs the store does not hold (``missing`` of ``wanted``)."""
+
+    def __init__(self, missing: int, wanted: int):
+        super().__init__(f"{missing} of {wanted} runs are not in the store yet")
+        self.missing, self.wanted = missing, wanted
+
+
+def stored_sweep(cache) -> Callable:
+    """A ``run_sweep`` stand-in that reads ``cache`` and never trains: ``NotStored`` if a run is missing."""
+    def sweep(cfgs, return_records=True, **_):
+        recs = [cache.load(c) for c in cfgs]
+        if any(r is None for r in recs):
+            raise NotStored(sum(r is None for r in recs), len(recs))
+        return None, recs
+    return sweep
+
+
+def protocol_state(recipe: str, frac: float, cache, found: dict | None = None) -> dict:
+    """What the store holds of ``recipe`` at ``frac``, without training: ``searched_at``; ``best``
+    (the search's setting, None while its search is not complete) and ``search_rows``;
+    ``search_missing`` (runs its next rung still lacks); ``records`` (the evaluation runs stored, in
+    seed order, only once all are) and ``eval_missing``. ``found``: the stored search at the
+    searched fraction, when already read (``search_recipe`` with ``stored_sweep``)."""
+    at = searched_at(recipe, frac)
+    out = {"recipe": recipe, "frac": frac, "searched_at": at, "best": None, "search_rows": [],
+           "search_missing": 0, "records": None, "eval_missing": None}
+    try:
+        found = found or search_recipe(recipe, at, sweep=stored_sweep(cache))
+    except NotStored as e:
+        out["search_missing"] = e.missing
+        return out
+    out["best"], out["search_rows"] = found["best"], found["rows"]
+    seeds = EVAL_SEEDS.get(frac, FIVE_SEEDS)
+    recs = [cache.load(recipe_config(recipe, *found["best"], train_frac=frac, seed=s, steps=BUDGET)) for s in seeds]
+    out["eval_missing"] = sum(r is None for r in recs)
+    out["records"] = recs if not out["eval_missing"] else None
+    return out
 
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+"""The fair comparison of ``paper/protocol.md``, read from the store without training: per recipe
+and train fraction the search's setting and the evaluation runs (``load``); every recipe against
+tuned L2 per fraction and endpoint (``table``) with the protocol's decision (``decision``: faster
+by ≥ 2× or ≥ 3× at Holm-corrected p < 0.05); the ranking of the recipes; the Q/K stable rank at the
+grok; what the runs cost against a full grid; and the protocol itself as data (``spec``).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from lrdlib.analysis.frames import records_cost
+from lrdlib.analysis.survival import km_median, protocol_rows
+from lrdlib.core.grok import endpoints
+from lrdlib.core.recipes import OTHER_WD, RECIPES
+from lrdlib.runs import halving as H
+from lrdlib.runs.store import spectra_steps
+
+ENDPOINTS = {"stable": "first evaluation from which val acc stays ≥ 0.99 to the end of the run (primary)",
+             "first": "first evaluation with val acc ≥ 0.99",
+             "chapter": "val acc ≥ 0.99 held 1,000 steps, never below 0.9 after (notebook 04's rule)"}
+REFERENCE = "tuned L2"
+ALPHA = 0.05
+
+
+def spec() -> dict:
+    """The protocol in machine-readable form (what ``paper/protocol.md`` fixes)."""
+    return {"search_seeds": sorted({s for r in H.RUNGS for s in r.seeds}),
+            "eval_seeds": {str(f): list(H.EVAL_SEEDS.get(f, H.FIVE_SEEDS)) for f in H.FRACTIONS},
+            "rungs": [{"keep": r.keep, "seeds": list(r.seeds), "steps": r.steps} for r in H.RUNGS],
+            "grids": {"other_wd": list(OTHER_WD), "qk_centres": {k: v[0] for k, v in RECIPES.items()}},
+            "searched_at": {r: {str(f): H.searched_at(r, f) for f in H.FRACTIONS} for r in RECIPES},
+            "budget": H.BUDGET, "observe": "first + max(5000, first)", "endpoints": ENDPOINTS,
+            "primary": "stable", "test": "censored paired sign test, two-sided; Holm across the 8 fractions per recipe",
+            "decision": f"faster by ≥ 2× (3×): ratio of KM medians ≤ 1/2 (1/3) and p_holm < {ALPHA}",
+            "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions"]}
+
+
+def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS) -> dict:
+    """``{(recipe, frac): lrdlib.runs.halving.protocol_state}``, each search read once."""
+    found, out = {}, {}
+    for r in recipes:
+        for f in fracs:
+            at = H.searched_at(r, f)
+            if (r, at) not in found:
+                try:
+                    found[(r, at)] = H.search_recipe(r, at, sweep=H.stored_sweep(cache))
+                except H.NotStored:
+                    found[(r, at)] = None
+            out[(r, f)] = H.protocol_state(r, f, cache, found[(r, at)])
+    return out
+
+
+def status(states: dict) -> pd.DataFrame:
+    """One row per recipe and fraction: the setting found, the runs still missing."""
+    rows = []
+    for (r, f), st in states.items():
+        n = len(H.EVAL_SEEDS.get(f, H.FIVE_SEEDS))
+        qk, other = st["best"] if st["best"] else (None, None)
+        rows.append({"recipe": r, "frac": f, "searched at": st["searched_at"], "Q/K knob": qk, "λₒ": other,
+                     "search runs missing": st["search_missing"],
+                     "evaluation": f"{n - st['eval_missing']}/{n}" if st["eval_missing"] is not None else f"0/{n}"})
+    return pd.DataFrame(rows)
+
+
+def complete(states: dict, recipe: str) -> dict:
+    """``{frac: records}`` of ``recipe``'s complete evaluations."""
+    return {f: st["records"] for (r, f), st in states.items() if r == recipe and st["records"]}
+
+
+def decision(ratio: float, p_holm: float) -> str:
+    """The protocol's rule for one fraction: "≥ 3× faster", "≥ 2× faster", "faster" (significant,
+    under 2×), "slower" (significant), or "not decided"."""
+    if not p_holm < ALPHA or math.isnan(ratio):
+        return "not decided"
+    if ratio <= 1 / 3:
+        return "≥ 3× faster"
+    if ratio <= 1 / 2:
+        return "≥ 2× faster"
+    return "faster" if ratio < 1 else "slower"
+
+
+def table(states: dict, endpoints_: Sequence[str] = tuple(ENDPOINTS), n_boot: int = 2000) -> pd.DataFrame:
+    """Every recipe against tuned L2, per fraction with both evaluations complete and per endpoint:
+    events of n, KM medians, the paired ratio with its interval, the sign test's p, Holm's p over the
+    8 fractions (interim: fractions still out count as p = 1), the log-rank p, the decision."""
+    ref = complete(states, REFERENCE)
+    rows = []
+    for r in dict.fromkeys(k[0] for k in states):
+        if r == REFERENCE:
+            continue
+        a = complete(states, r)
+        for e in endpoints_:
+            for row in protocol_rows(a, ref, e, n_boot=n_boot, n_tests=len(H.FRACTIONS)):
+                rows.append({"recipe": r, **row, "decision": decision(row["ratio"], row["p_holm"])})
+    return pd.DataFrame(rows)
+
+
+def qk_stable_rank_at(record: dict, step: int) -> float:
+    """Mean stable rank of the Q/K matrices at the last stored evaluation at or before ``step``."""
+    at = spectra_steps(record)
+    i = max(j for j, s in enumerate(at) if s <= step) if at and at[0] <= step else 0
+    return float(np.mean([record["spectra"][n]["stable_rank"][i] for n in record["targets"]]))
+
+
+def per_run(states: dict) -> pd.DataFrame:
+    """One row per evaluation run: recipe, frac, seed, every endpoint, collapses, the Q/K stable
+    rank at the stable grok (at the run's end if censored) and its width (the matrices' rank bound)."""
+    rows = []
+    for (r, f), st in states.items():
+        for rec in st["records"] or ():
+            e = endpoints(rec)
+            m = rec["config"]["model"]
+            rows.append({"recipe": r, "frac": f, "seed": rec["config"]["seed"], **e,
+                         "srank_at_grok": qk_stable_rank_at(rec, e["stable"]), "rank_bound": m["dim"]})
+    return pd.DataFrame(rows)
+
+
+def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
+    """Per fraction, the recipes ordered by KM median of ``endpoint`` (censored at each run's end)."""
+    rows = []
+    for (f, r), g in runs.groupby(["frac", "recipe"]):
+        ev = g[f"{endpoint}_event"] if endpoint == "stable" else g[endpoint].notna()
+        t = g[endpoint].where(ev, g["last"]).astype(float)
+        rows.append({"frac": f, "recipe": r, "median": km_median(t.tolist(), ev.tolist()), "events": int(ev.sum()),
+                     "n": len(g)})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["rank"] = out.groupby("frac")["median"].rank(method="min")
+    return out.sort_values(["frac", "rank"]).reset_index(drop=True)
+
+
+def is_protocol_run(record: dict) -> bool:
+    """A run of the protocol: a recipe's config (``observe`` set) on a search or evaluation seed."""
+    seeds = {s for r in H.RUNGS for s in r.seeds} | {s for v in H.EVAL_SEEDS.values() for s in v} | set(H.FIVE_SEEDS)
+    c = record["config"]
+    return c.get("observe", 0) > 0 and c["seed"] in seeds and c["task"]["p"] == 113 and c["task"]["op"] == "add"
+
+
+def cost(states: dict, records: Sequence[dict]) -> dict:
+    """What the protocol's runs cost, from the records (``records_cost`` over ``records``: every
+    protocol run in the store, ``is_protocol_run``), as hours of the 2-core machine (two runs at a
+    time), and the completed searches against a full grid: every cell of each search's final grid
+    on every search seed at the last rung's budget."""
+    search, full, searches = {}, 0, set()
+    for (r, _), st in states.items():
+        rows = st["search_rows"]
+        for row in rows:
+            for rec in row["records"]:
+                search[rec["key"]] = rec
+        if rows and (r, st["searched_at"]) not in searches:
+            searches.add((r, st["searched_at"]))
+            full += len({row["cell"] for row in rows}) * len(H.RUNGS[-1].seeds) * H.RUNGS[-1].steps
+    c = records_cost(records)
+    s = records_cost(search.values())
+    return {**c, "machine_hours_2_cores": round(c["train_seconds"] / 2 / 3600, 2),
+            "searches_complete": len(searches), "search_steps": s["steps"], "full_grid_steps": full,
+            "search_saving": round(1 - s["steps"] / full, 3) if full else None}

@@ -1,0 +1,101 @@
+"""The protocol's analysis (``lrdlib.analysis.protocol``) on made-up records in a made-up store."""
+import math
+
+import pytest
+
+from lrdlib.analysis import protocol as P
+from lrdlib.analysis.survival import holm, logrank_p
+from lrdlib.runs import halving as H
+
+
+def fake_record(cfg, stable_at, srank=(100.0, 20.0)):
+    """Validation accuracy 0.5, then 1.0 from ``stable_at`` (None: never) to the run's end at
+    ``stable_at + 5000`` (the observation window) or the budget; Q/K stable rank ``srank[0]`` before
+    the grok and ``srank[1]`` from it on."""
+    end = min(cfg.steps, stable_at + 5000) if stable_at is not None else cfg.steps
+    steps = list(range(0, end + 1, cfg.eval_every))
+    acc = [1.0 if stable_at is not None and s >= stable_at else 0.5 for s in steps]
+    sr = [srank[1] if stable_at is not None and s >= stable_at else srank[0] for s in steps]
+    targets = ["q", "k"]
+    return {"key": cfg.key(), "status": "ok", "config": cfg.to_dict(), "history": {"step": steps, "val_acc": acc},
+            "targets": targets, "spectra": {n: {"stable_rank": sr} for n in targets}, "steps_run": end,
+            "wall_time_s": end * 0.05, "device": "cpu"}
+
+
+class FakeCache:
+    """A store holding every run, or only those ``have`` accepts; ``time_of(cfg)`` sets the grok."""
+
+    def __init__(self, time_of, have=lambda cfg: True):
+        self.time_of, self.have = time_of, have
+
+    def load(self, cfg):
+        return fake_record(cfg, self.time_of(cfg)) if self.have(cfg) else None
+
+
+def lrd_fast(cfg):
+    """LRD groks at 500 + 20·seed at its best cell (α 0.01, λₒ 1), tuned L2 at 2,000 + 50·seed at λ 1;
+    every other cell later."""
+    o = cfg.optim
+    if cfg.decay.kind == "lrd_ns":
+        off = abs(math.log10(cfg.decay.strength / 0.01)) + abs(math.log10(o.weight_decay))
+        return int(500 + 20 * (cfg.seed % 100) + 3000 * off) // 100 * 100
+    off = abs(math.log10(o.weight_decay))
+    return int(2000 + 50 * (cfg.seed % 100) + 3000 * off) // 100 * 100
+
+
+def test_decision_follows_the_protocols_rule():
+    assert P.decision(0.3, 0.01) == "≥ 3× faster" and P.decision(1 / 3, 0.049) == "≥ 3× faster"
+    assert P.decision(0.45, 0.01) == "≥ 2× faster" and P.decision(0.8, 0.01) == "faster"
+    assert P.decision(0.2, 0.05) == "not decided" and P.decision(1.5, 0.001) == "slower"
+    assert P.decision(math.nan, 0.001) == "not decided"
+
+
+def test_interim_holm_counts_the_fractions_still_out_as_p_one():
+    assert holm([0.01, 0.02], m=4) == pytest.approx([0.04, 0.06])
+    assert holm([0.01, 0.02], m=4) == pytest.approx(holm([0.01, 0.02, 1.0, 1.0])[:2])
+    with pytest.raises(ValueError, match="m=1"):
+        holm([0.01, 0.02], m=1)
+
+
+def test_logrank_separates_separated_arms_and_not_identical_ones():
+    a = {s: (500.0 + s, True) for s in range(10)}
+    b = {s: (5000.0 + s, True) for s in range(10)}
+    assert logrank_p(a, b) < 1e-3 and logrank_p(a, dict(a)) > 0.9
+    assert logrank_p({0: (100.0, False)}, {0: (100.0, False)}) == 1.0
+
+
+def test_search_evaluation_and_table_from_a_store_without_training():
+    cache = FakeCache(lrd_fast)
+    states = P.load(cache, recipes=("tuned L2", "LRD"), fracs=(0.5, 0.6))
+    assert states[("LRD", 0.5)]["best"] == (0.01, 1.0) and states[("tuned L2", 0.5)]["best"] == (1.0, None)
+    assert states[("LRD", 0.6)]["searched_at"] == 0.5 and len(states[("LRD", 0.6)]["records"]) == 5
+    assert {r["config"]["seed"] for r in states[("LRD", 0.5)]["records"]} == set(range(1000, 1010))
+    t = P.table(states, n_boot=200)
+    stable = t[(t.endpoint == "stable") & (t.frac == 0.5)].iloc[0]
+    assert stable.a_events == stable.b_events == stable.n == 10 and stable.a_first == 10
+    assert stable.p == pytest.approx(2 / 2 ** 10) and stable.p_holm == pytest.approx(8 * stable.p)   # Holm over 8
+    assert stable.ratio < 1 / 3 and stable.decision == "≥ 3× faster"
+    runs = P.per_run(states)
+    assert set(runs.srank_at_grok) == {20.0}            # the rank from the grok on, not before it
+    rk = P.ranking(runs)
+    assert rk[rk.frac == 0.5].recipe.tolist() == ["LRD", "tuned L2"]
+    c = P.cost(states, [r for st in states.values() for r in st["records"]])
+    assert c["searches_complete"] == 2 and 0 < c["search_steps"] < c["full_grid_steps"]
+
+
+def test_an_incomplete_search_or_evaluation_is_reported_not_trained():
+    cache = FakeCache(lrd_fast, have=lambda cfg: cfg.seed != 101)   # rung 1 lacks seed 101
+    st = H.protocol_state("LRD", 0.5, cache)
+    assert st["best"] is None and st["search_missing"] == 3 and st["records"] is None
+    cache = FakeCache(lrd_fast, have=lambda cfg: cfg.seed != 1009)
+    st = H.protocol_state("LRD", 0.5, cache)
+    assert st["best"] == (0.01, 1.0) and st["eval_missing"] == 1 and st["records"] is None
+    assert P.status({("LRD", 0.5): st}).evaluation.tolist() == ["9/10"]
+
+
+def test_spec_is_machine_readable_and_keeps_search_and_evaluation_seeds_apart():
+    import json
+    s = json.loads(json.dumps(P.spec()))
+    assert s["search_seeds"] == [100, 101] and s["primary"] == "stable" and set(s["endpoints"]) == set(P.ENDPOINTS)
+    assert not set(s["search_seeds"]) & {x for v in s["eval_seeds"].values() for x in v}
+    assert len(s["eval_seeds"]["0.35"]) == 10 and len(s["eval_seeds"]["0.2"]) == 5
