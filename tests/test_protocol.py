@@ -75,6 +75,7 @@ def test_search_evaluation_and_table_from_a_store_without_training():
     assert stable.a_events == stable.b_events == stable.n == 10 and stable.a_first == 10
     assert stable.p == pytest.approx(2 / 2 ** 10) and stable.p_holm == pytest.approx(8 * stable.p)   # Holm over 8
     assert stable.ratio < 1 / 3 and stable.decision == "≥ 3× faster"
+    assert P.decisions(t)["≥ 3× faster"] == [0.5] and P.decisions(P.table({}))["slower"] == []   # empty: no error
     runs = P.per_run(states)
     assert set(runs.srank_at_grok) == {20.0}            # the rank from the grok on, not before it
     rk = P.ranking(runs)
@@ -91,6 +92,7 @@ def test_an_incomplete_search_or_evaluation_is_reported_not_trained():
     st = H.protocol_state("LRD", 0.5, cache)
     assert st["best"] == (0.01, 1.0) and st["eval_missing"] == 1 and st["records"] is None
     assert P.status({("LRD", 0.5): st}).evaluation.tolist() == ["9/10"]
+    assert P.per_run({("LRD", 0.5): st}).empty and P.ranking(P.per_run({("LRD", 0.5): st})).empty
 
 
 def test_spec_is_machine_readable_and_keeps_search_and_evaluation_seeds_apart():
@@ -99,3 +101,15 @@ def test_spec_is_machine_readable_and_keeps_search_and_evaluation_seeds_apart():
     assert s["search_seeds"] == [100, 101] and s["primary"] == "stable" and set(s["endpoints"]) == set(P.ENDPOINTS)
     assert not set(s["search_seeds"]) & {x for v in s["eval_seeds"].values() for x in v}
     assert len(s["eval_seeds"]["0.35"]) == 10 and len(s["eval_seeds"]["0.2"]) == 5
+
+
+def test_protocol_figure_draws_a_marker_per_complete_fraction_and_says_when_none_is():
+    from lrdlib.analysis import phase_figures as pf
+    from lrdlib.analysis.figures import arm_styles
+    states = P.load(FakeCache(lrd_fast), recipes=("tuned L2", "LRD"), fracs=(0.5,))
+    fig = pf.protocol_figure(P.table(states, n_boot=50), H.FRACTIONS, arm_styles(["LRD"]))
+    from matplotlib.collections import PathCollection
+    offsets = [c.get_offsets() for c in fig.axes[0].collections if isinstance(c, PathCollection) and len(c.get_offsets())]
+    assert sum(len(o) for o in offsets) == 1 and offsets[0][0][0] == H.FRACTIONS.index(0.5)
+    empty = pf.protocol_figure(P.table({}), H.FRACTIONS, {})
+    assert "no fraction" in " ".join(t.get_text() for t in empty.axes[0].texts)

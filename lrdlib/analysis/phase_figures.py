@@ -335,3 +335,39 @@ def verdict_figure(table: pd.DataFrame, methods, fracs, styles: dict, budget: in
     fig.legend(handles=handles, loc="outside lower center", ncol=len(methods))
     fig.suptitle(f"each method at its own best strength per fraction, {n_seeds} seed(s), budget {budget} steps")
     return fig
+
+
+def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoint: str = "stable") -> plt.Figure:
+    """The protocol's comparison (``lrdlib.analysis.protocol.table``): per train fraction (x) and
+    recipe, the ratio of KM medians recipe / tuned L2 on ``endpoint`` (log y) with its paired
+    bootstrap 95 % interval; filled where Holm-corrected p < 0.05. Dashed: 1/2 and 1/3 (the
+    protocol's 2× and 3×). A fraction not yet complete has no marker."""
+    fig, ax = figure("full", 2.8)
+    t = table[table.endpoint == endpoint] if len(table) else table
+    recipes = list(dict.fromkeys(t.recipe)) if len(t) else []
+    for j, r in enumerate(recipes):
+        g = t[t.recipe == r]
+        x = np.array([list(fracs).index(f) for f in g.frac]) + (j - (len(recipes) - 1) / 2) * 0.09
+        y, lo, hi = g.ratio.to_numpy(float), g.lo.to_numpy(float), g.hi.to_numpy(float)
+        st = styles[r]
+        lo_, hi_ = np.where(np.isfinite(lo), lo, 1e-3), np.where(np.isfinite(hi), hi, 1e3)
+        ax.vlines(x, lo_, hi_, color=st["color"], lw=1)
+        sig = (g.p_holm < 0.05).to_numpy()
+        ax.scatter(x[sig], y[sig], color=st["color"], marker=st["marker"], s=22, zorder=3, label=r)
+        ax.scatter(x[~sig], y[~sig], facecolor="white", edgecolor=st["color"], marker=st["marker"], s=22, zorder=3,
+                   label=None if sig.any() else r)
+    for v, ls in ((1, "-"), (1 / 2, "--"), (1 / 3, ":")):
+        ax.axhline(v, color="0.5", lw=0.8, ls=ls, zorder=0)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(fracs)), [f"{f:g}" for f in fracs])
+    ax.set_xlim(-0.5, len(fracs) - 0.5)
+    ax.set_xlabel("train fraction")
+    ax.set_ylabel("KM median / tuned L2")
+    if not recipes:
+        ax.set_ylim(0.1, 10)
+        ax.text(0.5, 0.5, "no fraction has every evaluation run of a recipe and of tuned L2 yet", ha="center",
+                va="center", transform=ax.transAxes)
+    else:
+        ax.legend(ncol=min(4, len(recipes)), loc="upper left", frameon=False)
+    ax.set_title(f"each recipe against tuned L2, endpoint '{endpoint}' (filled: Holm p < 0.05)")
+    return fig

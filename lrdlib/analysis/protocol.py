@@ -17,13 +17,16 @@ from lrdlib.analysis.survival import km_median, protocol_rows
 from lrdlib.core.grok import endpoints
 from lrdlib.core.recipes import OTHER_WD, RECIPES
 from lrdlib.runs import halving as H
-from lrdlib.runs.store import spectra_steps
+from lrdlib.runs.store import ResultStore, spectra_steps
 
 ENDPOINTS = {"stable": "first evaluation from which val acc stays ≥ 0.99 to the end of the run (primary)",
              "first": "first evaluation with val acc ≥ 0.99",
              "chapter": "val acc ≥ 0.99 held 1,000 steps, never below 0.9 after (notebook 04's rule)"}
 REFERENCE = "tuned L2"
 ALPHA = 0.05
+DECISIONS = ("≥ 3× faster", "≥ 2× faster", "faster", "slower", "not decided")
+TABLE_COLUMNS = ["recipe", "frac", "endpoint", "n", "a_events", "b_events", "a_median", "b_median", "ratio", "lo", "hi",
+                 "seeds", "a_first", "b_first", "undecided", "p", "p_logrank", "p_holm", "decision"]
 
 
 def spec() -> dict:
@@ -96,7 +99,13 @@ def table(states: dict, endpoints_: Sequence[str] = tuple(ENDPOINTS), n_boot: in
         for e in endpoints_:
             for row in protocol_rows(a, ref, e, n_boot=n_boot, n_tests=len(H.FRACTIONS)):
                 rows.append({"recipe": r, **row, "decision": decision(row["ratio"], row["p_holm"])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def decisions(table: pd.DataFrame, recipe: str = "LRD", endpoint: str = "stable") -> dict[str, list[float]]:
+    """``{decision: [fractions]}`` of ``recipe`` on ``endpoint`` (every key of ``DECISIONS``)."""
+    g = table[(table.recipe == recipe) & (table.endpoint == endpoint)]
+    return {d: [float(f) for f in g[g.decision == d].frac] for d in DECISIONS}
 
 
 def qk_stable_rank_at(record: dict, step: int) -> float:
@@ -121,6 +130,8 @@ def per_run(states: dict) -> pd.DataFrame:
 
 def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
     """Per fraction, the recipes ordered by KM median of ``endpoint`` (censored at each run's end)."""
+    if runs.empty:
+        return pd.DataFrame(columns=["frac", "recipe", "median", "events", "n", "rank"])
     rows = []
     for (f, r), g in runs.groupby(["frac", "recipe"]):
         ev = g[f"{endpoint}_event"] if endpoint == "stable" else g[endpoint].notna()
@@ -128,10 +139,20 @@ def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
         rows.append({"frac": f, "recipe": r, "median": km_median(t.tolist(), ev.tolist()), "events": int(ev.sum()),
                      "n": len(g)})
     out = pd.DataFrame(rows)
-    if out.empty:
-        return out
     out["rank"] = out.groupby("frac")["median"].rank(method="min")
     return out.sort_values(["frac", "rank"]).reset_index(drop=True)
+
+
+def summary(table: pd.DataFrame, runs: pd.DataFrame, recipe: str = "LRD") -> dict:
+    """The numbers the chapter words: ``fractions_in`` (fractions with ``recipe`` and tuned L2
+    complete), ``decisions`` per endpoint (``decisions``), the ``ranking`` on the primary endpoint,
+    and ``recipe``'s median Q/K stable rank at the stable grok per fraction with the rank bound."""
+    g = runs[runs.recipe == recipe] if len(runs) else runs
+    rank = (g.groupby("frac")[["srank_at_grok", "rank_bound"]].median().reset_index() if len(g)
+            else pd.DataFrame(columns=["frac", "srank_at_grok", "rank_bound"]))
+    return {"fractions_in": int(table[table.recipe == recipe].frac.nunique()),
+            "decisions": {e: decisions(table, recipe, e) for e in ENDPOINTS},
+            "ranking": ranking(runs), "stable_rank_at_grok": rank}
 
 
 def is_protocol_run(record: dict) -> bool:
@@ -139,6 +160,11 @@ def is_protocol_run(record: dict) -> bool:
     seeds = {s for r in H.RUNGS for s in r.seeds} | {s for v in H.EVAL_SEEDS.values() for s in v} | set(H.FIVE_SEEDS)
     c = record["config"]
     return c.get("observe", 0) > 0 and c["seed"] in seeds and c["task"]["p"] == 113 and c["task"]["op"] == "add"
+
+
+def stored_runs(store=None) -> list[dict]:
+    """Every protocol run in the results store (``is_protocol_run``)."""
+    return [r for r in (store or ResultStore()).records() if is_protocol_run(r)]
 
 
 def cost(states: dict, records: Sequence[dict]) -> dict:
