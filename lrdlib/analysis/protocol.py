@@ -6,6 +6,7 @@ grok; what the runs cost against a full grid; and the protocol itself as data (`
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ import pandas as pd
 from lrdlib.analysis.frames import records_cost
 from lrdlib.analysis.survival import km_median, protocol_rows
 from lrdlib.core.grok import endpoints
-from lrdlib.core.recipes import OTHER_WD, RECIPES
+from lrdlib.core.recipes import OTHER_WD, RECIPES, recipe_config
 from lrdlib.runs import halving as H
 from lrdlib.runs.store import ResultStore, spectra_steps
 
@@ -36,7 +37,8 @@ def spec() -> dict:
             "rungs": [{"keep": r.keep, "seeds": list(r.seeds), "steps": r.steps} for r in H.RUNGS],
             "grids": {"other_wd": list(OTHER_WD), "qk_centres": {k: v[0] for k, v in RECIPES.items()}},
             "searched_at": {r: {str(f): H.searched_at(r, f) for f in H.FRACTIONS} for r in RECIPES},
-            "budget": H.BUDGET, "observe": "first + max(5000, first)", "endpoints": ENDPOINTS,
+            "budget": H.BUDGET, "observe": {"min": inspect.signature(recipe_config).parameters["observe"].default, "rule": "stop at first + max(min, first), first = the first grok"},
+            "endpoints": ENDPOINTS, "alpha": ALPHA, "n_fractions": len(H.FRACTIONS),
             "primary": "stable", "test": "censored paired sign test, two-sided; Holm across the 8 fractions per recipe",
             "decision": f"faster by ≥ 2× (3×): ratio of KM medians ≤ 1/2 (1/3) and p_holm < {ALPHA}",
             "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions"]}
