@@ -78,6 +78,8 @@ def test_search_evaluation_and_table_from_a_store_without_training():
     assert P.decisions(t)["≥ 3× faster"] == [0.5] and P.decisions(P.table({}))["slower"] == []   # empty: no error
     runs = P.per_run(states)
     assert set(runs.srank_at_grok) == {20.0}            # the rank from the grok on, not before it
+    es = P.endpoint_summary(runs)
+    assert es[es.recipe == "LRD"].iloc[0][["n", "first", "stable", "collapsed"]].tolist() == [10, 10, 10, 0]
     rk = P.ranking(runs)
     assert rk[rk.frac == 0.5].recipe.tolist() == ["LRD", "tuned L2"]
     c = P.cost(states, [r for st in states.values() for r in st["records"]])

@@ -37,7 +37,9 @@ def spec() -> dict:
             "rungs": [{"keep": r.keep, "seeds": list(r.seeds), "steps": r.steps} for r in H.RUNGS],
             "grids": {"other_wd": list(OTHER_WD), "qk_centres": {k: v[0] for k, v in RECIPES.items()}},
             "searched_at": {r: {str(f): H.searched_at(r, f) for f in H.FRACTIONS} for r in RECIPES},
-            "budget": H.BUDGET, "observe": {"min": inspect.signature(recipe_config).parameters["observe"].default, "rule": "stop at first + max(min, first), first = the first grok"},
+            "budget": H.BUDGET,
+            "observe": {"min": inspect.signature(recipe_config).parameters["observe"].default,
+                        "rule": "stop at first + max(min, first), first = the first grok"},
             "endpoints": ENDPOINTS, "alpha": ALPHA, "n_fractions": len(H.FRACTIONS),
             "primary": "stable", "test": "censored paired sign test, two-sided; Holm across the 8 fractions per recipe",
             "decision": f"faster by ≥ 2× (3×): ratio of KM medians ≤ 1/2 (1/3) and p_holm < {ALPHA}",
@@ -130,6 +132,21 @@ def per_run(states: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def endpoint_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per recipe and fraction, what the endpoints see beyond the grok: ``n`` runs, ``first`` and
+    ``stable`` groks, ``collapsed`` (runs that fell below the floor after a first grok; ``falls``:
+    how often), the lowest final validation accuracy and the median share of post-grok
+    evaluations ≥ 0.99."""
+    cols = ["recipe", "frac", "n", "first", "stable", "collapsed", "falls", "min_final_val_acc", "post_grok_share"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    g = runs.groupby(["recipe", "frac"], sort=False)
+    return pd.DataFrame({"n": g.size(), "first": g["first"].count(), "stable": g["stable_event"].sum(),
+                         "collapsed": g["collapses"].apply(lambda c: int((c > 0).sum())), "falls": g["collapses"].sum(),
+                         "min_final_val_acc": g["final_val_acc"].min(),
+                         "post_grok_share": g["post_grok_share"].median()}).reset_index()[cols]
+
+
 def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
     """Per fraction, the recipes ordered by KM median of ``endpoint`` (censored at each run's end)."""
     if runs.empty:
@@ -148,13 +165,14 @@ def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
 def summary(table: pd.DataFrame, runs: pd.DataFrame, recipe: str = "LRD") -> dict:
     """The numbers the chapter words: ``fractions_in`` (fractions with ``recipe`` and tuned L2
     complete), ``decisions`` per endpoint (``decisions``), the ``ranking`` on the primary endpoint,
-    and ``recipe``'s median Q/K stable rank at the stable grok per fraction with the rank bound."""
+    ``recipe``'s median Q/K stable rank at the stable grok per fraction with the rank bound, and the
+    ``endpoints`` of every recipe (``endpoint_summary``)."""
     g = runs[runs.recipe == recipe] if len(runs) else runs
     rank = (g.groupby("frac")[["srank_at_grok", "rank_bound"]].median().reset_index() if len(g)
             else pd.DataFrame(columns=["frac", "srank_at_grok", "rank_bound"]))
     return {"fractions_in": int(table[table.recipe == recipe].frac.nunique()),
             "decisions": {e: decisions(table, recipe, e) for e in ENDPOINTS},
-            "ranking": ranking(runs), "stable_rank_at_grok": rank}
+            "ranking": ranking(runs), "stable_rank_at_grok": rank, "endpoints": endpoint_summary(runs)}
 
 
 def is_protocol_run(record: dict) -> bool:
