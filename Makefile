@@ -9,6 +9,8 @@
 #   LRD_STORE_DIR=build/fresh make reproduce   the paper profile trained from scratch into an empty store
 #                                  (the records sum to 101 h of training; checkpointed: stop it with Ctrl-C or `timeout`, run again to go on)
 #   make notebook NB=03            execute one notebook (by number or file name; NB="07 08" for several)
+#   make protocol                  train the fair comparison's runs (paper/protocol.md) into the store, in its order;
+#                                  hours: checkpointed, stop it any time, run again to go on (notebook 09 reads them)
 #   make verify                    replay N=3 committed runs made on this processor, compare their histories
 #   make lab                       JupyterLab on notebooks/ (Run All reads the store) beside build/notebooks/ (executed copies)
 #   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
@@ -42,7 +44,7 @@ ifneq ($(NB),)
 NOTEBOOKS := $(sort $(wildcard $(foreach n,$(NB),notebooks/$(n)*.ipynb notebooks/$(n))))
 endif
 
-.PHONY: venv test test-fast lint reproduce notebook lab demo benchmark clean paper arxiv verify check-device
+.PHONY: venv test test-fast lint reproduce notebook lab demo benchmark clean paper arxiv verify check-device protocol
 
 venv: $(VENV)/.installed
 
@@ -87,6 +89,9 @@ notebook: reproduce
 
 verify: venv
 	$(PY) -m lrdlib.runs.verify -n $(N)
+
+protocol: venv
+	$(PY) -m lrdlib.runs.halving --all
 
 lab: venv
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'

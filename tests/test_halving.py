@@ -102,3 +102,13 @@ def test_unsearched_fractions_take_the_nearest_searched_setting():
     assert {H.searched_at("SVT", f) for f in H.FRACTIONS} == {0.35}
     with pytest.raises(ValueError, match="frac=0.45"):
         H.searched_at("LRD", 0.45)
+
+
+def test_the_plan_runs_the_primary_comparison_first_and_the_cli_wants_all_or_one():
+    p = H.plan()
+    assert p[:4] == [("tuned L2", 0.5), ("LRD", 0.5), ("tuned L2", 0.35), ("LRD", 0.35)]
+    assert {r for r, _ in p[:16]} == set(H.PRIMARY) and len(p) == 16 + 5 * 3
+    assert len(H.plan(secondary_everywhere=True)) == 16 + 5 * 8
+    for bad in ([], ["--all", "--recipe", "LRD"], ["--recipe", "LRD"]):
+        with pytest.raises(SystemExit):
+            H.main(bad)

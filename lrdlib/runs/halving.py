@@ -8,6 +8,7 @@ Runs go through ``lrdlib.runs.sweep.run_sweep``, so a cached run is read, not re
 search that is stopped and started again goes on where it was.
 
     python -m lrdlib.runs.halving --recipe LRD --frac 0.5 [--evaluate]
+    python -m lrdlib.runs.halving --all          # the whole protocol in its order (``make protocol``)
 
 At a fraction that is not searched, the search of the nearest searched one (``searched_at``) sets
 the knobs.
@@ -20,6 +21,7 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lrdlib.core.grok import endpoints
 from lrdlib.core.recipes import OTHER_WD, RECIPES, recipe_config
@@ -166,20 +168,50 @@ def protocol_state(recipe: str, frac: float, cache, found: dict | None = None) -
     return out
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", required=True, choices=list(RECIPES))
-    ap.add_argument("--frac", type=float, required=True)
-    ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
-    a = ap.parse_args()
-    kw = {"cache": run_cache("paper"), "executor": "process"}
-    found = search_recipe(a.recipe, searched_at(a.recipe, a.frac), **kw)
-    out = {k: v for k, v in found.items() if k != "rows"} | {"frac": a.frac, "searched_at": found["frac"]}
+def plan(secondary_everywhere: bool = False) -> list[tuple[str, float]]:
+    """The protocol's runs in its order (``paper/protocol.md``, Evaluation): tuned L2 and LRD at every
+    fraction, the ten-seed ones first; then the secondary recipes at 0.35, 0.5 and 0.25; with
+    ``secondary_everywhere`` also at the five-seed fractions."""
+    first = (0.5, 0.35, 0.25, 0.2, 0.3, 0.4, 0.6, 0.8)
+    out = [(r, f) for f in first for r in PRIMARY]
+    second = [r for r in RECIPES if r not in PRIMARY]
+    out += [(r, f) for r in second for f in (0.35, 0.5, 0.25)]
+    if secondary_everywhere:
+        out += [(r, f) for r in second for f in first[3:]]
+    return out
+
+
+def run_one(recipe: str, frac: float, evaluate_too: bool, **kw) -> Path:
+    """Search ``recipe`` (at the fraction that sets its knobs at ``frac``), then, with
+    ``evaluate_too``, train its evaluation seeds; a summary to build/results/protocol/."""
+    found = search_recipe(recipe, searched_at(recipe, frac), **kw)
+    out = {k: v for k, v in found.items() if k != "rows"} | {"frac": frac, "searched_at": found["frac"]}
     out["ranking"] = [{"rung": r["rung"], "cell": r["cell"], "score": list(r["score"]),
                        "keys": [x["key"] for x in r["records"]]} for r in found["rows"]]
-    if a.evaluate:
-        out["evaluation"] = [endpoints(r) | {"key": r["key"]} for r in evaluate(a.recipe, a.frac, found["best"], **kw)]
-    path = results_dir() / "protocol" / f"{a.recipe.replace(' ', '_')}_{a.frac}.json"
+    if evaluate_too:
+        out["evaluation"] = [endpoints(r) | {"key": r["key"]} for r in evaluate(recipe, frac, found["best"], **kw)]
+    path = results_dir() / "protocol" / f"{recipe.replace(' ', '_')}_{frac}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(strict_json(out), indent=1, allow_nan=False, default=str) + "\n")
-    print(f"{a.recipe} at {a.frac}: best {found['best']}; {path}")
+    print(f"{recipe} at {frac}: best {found['best']}; {path}", flush=True)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--recipe", choices=list(RECIPES))
+    ap.add_argument("--frac", type=float)
+    ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
+    ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation)")
+    ap.add_argument("--secondary-everywhere", action="store_true", help="with --all: the secondary recipes at every fraction")
+    a = ap.parse_args(argv)
+    if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
+        ap.error("give --all, or both --recipe and --frac")
+    kw = {"cache": run_cache("paper"), "executor": "process"}
+    for recipe, frac in plan(a.secondary_everywhere) if a.all else [(a.recipe, a.frac)]:
+        run_one(recipe, frac, a.all or a.evaluate, **kw)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
