@@ -112,3 +112,14 @@ def test_the_plan_runs_the_primary_comparison_first_and_the_cli_wants_all_or_one
     for bad in ([], ["--all", "--recipe", "LRD"], ["--recipe", "LRD"]):
         with pytest.raises(SystemExit):
             H.main(bad)
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_every_recipe_trains_a_few_steps_on_a_tiny_model(recipe):
+    """The protocol's queue runs each recipe for hours; a recipe that cannot train must fail here."""
+    from lrdlib.core.model import ModelConfig
+    from lrdlib.core.training import run
+    cfg = recipe_config(recipe, RECIPES[recipe][0], 1.0, train_frac=0.5, seed=100, steps=20, eval_every=10, p=23)
+    cfg = cfg.replace(model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64), batch_size=64)
+    rec, _ = run(cfg, progress=False)
+    assert rec["status"] == "ok" and rec["history"]["step"][-1] == 20
