@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -190,7 +191,7 @@ def stored_runs(store=None) -> list[dict]:
 def cost(states: dict, records: Sequence[dict]) -> dict:
     """What the protocol's runs cost, from the records (``records_cost`` over ``records``: every
     protocol run in the store, ``is_protocol_run``), as hours of the 2-core machine (two runs at a
-    time), and the completed searches against a full grid: every cell of each search's final grid
+    time), the runs per processor (``by_processor``), and the completed searches against a full grid: every cell of each search's final grid
     on every search seed at the last rung's budget."""
     search, full, searches = {}, 0, set()
     for (r, _), st in states.items():
@@ -202,6 +203,7 @@ def cost(states: dict, records: Sequence[dict]) -> dict:
             searches.add((r, st["searched_at"]))
             full += len({row["cell"] for row in rows}) * len(H.RUNGS[-1].seeds) * H.RUNGS[-1].steps
     c = records_cost(records)
+    c["by_processor"] = dict(sorted(Counter(str(r.get("processor")) for r in records).items()))
     s = records_cost(search.values())
     return {**c, "machine_hours_2_cores": round(c["train_seconds"] / 2 / 3600, 2),
             "searches_complete": len(searches), "search_steps": s["steps"], "full_grid_steps": full,
