@@ -123,3 +123,27 @@ def test_every_recipe_trains_a_few_steps_on_a_tiny_model(recipe):
     cfg = cfg.replace(model=ModelConfig(vocab_size=24, dim=32, heads=4, mlp_dim=64), batch_size=64)
     rec, _ = run(cfg, progress=False)
     assert rec["status"] == "ok" and rec["history"]["step"][-1] == 20
+
+
+def test_the_seed_setting_keeps_every_committed_protocol_key():
+    """A run in the default ``Setting`` has the key it had before settings existed (the store holds it)."""
+    from lrdlib.core.recipes import Setting
+    cfg = recipe_config("tuned L2", 1.0, None, train_frac=0.5, seed=100, steps=4000)
+    assert cfg.key() == "c963bffd1e8e3ab3dddd" == recipe_config("tuned L2", 1.0, None, train_frac=0.5, seed=100,
+                                                                 steps=4000, setting=Setting()).key()
+    assert Setting().label() == "" and Setting.parse("") == Setting() == Setting.parse("seed")
+
+
+def test_a_setting_moves_task_model_learning_rates_and_batch():
+    from lrdlib.core.recipes import Setting
+    s = Setting.parse("p=97,width=256,depth=1,lr_scale=1/3,batch=256,op=sub")
+    assert s == Setting(op="sub", p=97, width=256, depth=1, lr_scale=1 / 3, batch=256)
+    assert s.label() == "op=sub,p=97,width=256,depth=1,lr_scale=0.333333,batch=256"
+    luon = recipe_config("Luon", 0.5, 1.0, train_frac=0.5, seed=1, steps=10, setting=s)
+    assert (luon.task.op, luon.task.p, luon.model.vocab_size, luon.model.dim, luon.model.mlp_dim, luon.model.depth) == \
+        ("sub", 97, 98, 256, 1024, 1)
+    assert luon.optim.lr == pytest.approx(1e-3 / 3) and luon.optim.muon_lr == pytest.approx(0.02 / 3) and luon.batch_size == 256
+    with pytest.raises(ValueError, match="'widht=3'"):
+        Setting.parse("widht=3")
+    with pytest.raises(ValueError, match="recall"):
+        Setting(op="recall")

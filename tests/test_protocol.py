@@ -115,3 +115,11 @@ def test_protocol_figure_draws_a_marker_per_complete_fraction_and_says_when_none
     assert sum(len(o) for o in offsets) == 1 and offsets[0][0][0] == H.FRACTIONS.index(0.5)
     empty = pf.protocol_figure(P.table({}), H.FRACTIONS, {})
     assert "no fraction" in " ".join(t.get_text() for t in empty.axes[0].texts)
+
+
+def test_a_setting_reads_its_own_runs_only():
+    from lrdlib.core.recipes import Setting
+    wide = Setting(width=256)
+    cache = FakeCache(lrd_fast, have=lambda cfg: cfg.model.dim == 256)
+    assert P.load(cache, recipes=("LRD",), fracs=(0.5,), setting=wide)[("LRD", 0.5)]["best"] == (0.01, 1.0)
+    assert P.load(cache, recipes=("LRD",), fracs=(0.5,))[("LRD", 0.5)]["best"] is None   # the seed setting has none

@@ -17,7 +17,7 @@ import pandas as pd
 from lrdlib.analysis.frames import records_cost
 from lrdlib.analysis.survival import km_median, protocol_rows
 from lrdlib.core.grok import endpoints
-from lrdlib.core.recipes import OTHER_WD, RECIPES, recipe_config
+from lrdlib.core.recipes import OTHER_WD, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.runs import halving as H
 from lrdlib.runs.store import ResultStore, spectra_steps
 
@@ -47,18 +47,19 @@ def spec() -> dict:
             "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions"]}
 
 
-def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS) -> dict:
-    """``{(recipe, frac): lrdlib.runs.halving.protocol_state}``, each search read once."""
+def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,
+         setting: Setting = SEED_SETTING) -> dict:
+    """``{(recipe, frac): lrdlib.runs.halving.protocol_state}`` in ``setting``, each search read once."""
     found, out = {}, {}
     for r in recipes:
         for f in fracs:
             at = H.searched_at(r, f)
             if (r, at) not in found:
                 try:
-                    found[(r, at)] = H.search_recipe(r, at, sweep=H.stored_sweep(cache))
+                    found[(r, at)] = H.search_recipe(r, at, setting=setting, sweep=H.stored_sweep(cache))
                 except H.NotStored:
                     found[(r, at)] = None
-            out[(r, f)] = H.protocol_state(r, f, cache, found[(r, at)])
+            out[(r, f)] = H.protocol_state(r, f, cache, found[(r, at)], setting)
     return out
 
 

@@ -8,6 +8,8 @@ ignored).
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
+
 from lrdlib.core.config import RunConfig, seed_config
 from lrdlib.core.decay import DecayConfig
 
@@ -24,14 +26,67 @@ RECIPES = {
 OTHER_WD = (0.3, 1.0, 3.0)   # the grid of λₒ of a two-knob recipe (amendment A1 of the protocol)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """Where a recipe runs: the task ``op`` mod ``p``, the model's ``width`` (its MLP 4 × wider) and
+    ``depth``, every learning rate × ``lr_scale`` (AdamW's and Muon's), and the ``batch`` size. The
+    default is the seed setting (a + b mod 113, width 128, depth 2, lr 1e-3, batch 512); a run in it
+    has the same config, hence the same store key, as one made without a setting."""
+
+    op: str = "add"
+    p: int = 113
+    width: int = 128
+    depth: int = 2
+    lr_scale: float = 1.0
+    batch: int = 512
+
+    def __post_init__(self) -> None:
+        if self.op == "recall":
+            raise ValueError("op='recall': the recall task needs pairs and samples; a Setting covers the pair tasks "
+                             "(add, sub, mul, div, quad)")
+        if not self.lr_scale > 0:
+            raise ValueError(f"lr_scale={self.lr_scale!r}: expected a positive factor")
+
+    def label(self) -> str:
+        """The fields that differ from the seed setting, as ``name=value`` joined by commas ('' for it)."""
+        base = asdict(Setting())
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in asdict(self).items() if v != base[k])
+
+    @classmethod
+    def parse(cls, text: str) -> Setting:
+        """The setting of a ``label``: 'p=97,width=256', 'lr_scale=1/3' (''/'seed': the seed setting)."""
+        if text in ("", "seed"):
+            return cls()
+        kinds, kw = {k: type(v) for k, v in asdict(cls()).items()}, {}
+        for part in text.split(","):
+            k, _, v = part.partition("=")
+            if k not in kinds or not v:
+                raise ValueError(f"setting {part!r}: expected name=value with a name among {', '.join(kinds)}")
+            num, _, den = v.partition("/")   # lr_scale=1/3
+            kw[k] = kinds[k](num) / kinds[k](den) if den else kinds[k](v)
+        return cls(**kw)
+
+    def apply(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` moved to this setting (its task's op and p are set where it is made, by ``recipe_config``)."""
+        o = cfg.optim
+        return cfg.replace(model__dim=self.width, model__mlp_dim=4 * self.width, model__depth=self.depth,
+                           optim__lr=o.lr * self.lr_scale, optim__muon_lr=o.muon_lr * self.lr_scale, batch_size=self.batch)
+
+
+SEED_SETTING = Setting()
+
+
 def recipe_config(name: str, qk: float | None, other: float | None, *, train_frac: float, seed: int,
-                  steps: int, eval_every: int = 100, observe: int = 5000, **kw) -> RunConfig:
-    """One run of recipe ``name`` (a key of ``RECIPES``) with the early stop of the protocol: an
-    observation window of ``observe`` steps (at least the first grok's step) after the first grok."""
+                  steps: int, eval_every: int = 100, observe: int = 5000, setting: Setting = SEED_SETTING,
+                  **kw) -> RunConfig:
+    """One run of recipe ``name`` (a key of ``RECIPES``) in ``setting`` with the early stop of the
+    protocol: an observation window of ``observe`` steps (at least the first grok's step) after the
+    first grok."""
     if name not in RECIPES:
         raise ValueError(f"recipe={name!r}; valid: {', '.join(RECIPES)}")
-    base = seed_config("L2", 0.1, train_frac=train_frac, seed=seed, steps=steps, eval_every=eval_every,
-                       early_stop=True, observe=observe, **kw)
+    setting = replace(setting, **{k: kw.pop(k) for k in ("op", "p") if k in kw})   # op=/p= given directly win
+    base = setting.apply(seed_config("L2", 0.1, train_frac=train_frac, seed=seed, steps=steps, eval_every=eval_every,
+                                     early_stop=True, observe=observe, op=setting.op, p=setting.p, **kw))
     if name == "tuned L2":
         return base.replace(optim__weight_decay=qk, optim__target_weight_decay=qk)
     cfg = base.replace(optim__weight_decay=other, optim__target_weight_decay=0.0)

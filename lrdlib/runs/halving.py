@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrdlib.core.grok import endpoints
-from lrdlib.core.recipes import OTHER_WD, RECIPES, recipe_config
+from lrdlib.core.recipes import OTHER_WD, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.core.training import strict_json
 from lrdlib.runs.paths import results_dir
 from lrdlib.runs.profiles import run_cache
@@ -99,14 +99,16 @@ def _grid(recipe: str, ext: dict) -> tuple[list, list]:
     return qk, other
 
 
-def search_recipe(recipe: str, frac: float, rungs: Sequence[Rung] = RUNGS, max_extensions: int = 2, **sweep_kw) -> dict:
+def search_recipe(recipe: str, frac: float, rungs: Sequence[Rung] = RUNGS, max_extensions: int = 2,
+                  setting: Setting = SEED_SETTING, **sweep_kw) -> dict:
     """The protocol's search of ``recipe`` at ``frac``: ``best`` (qk, other), the ``grid`` searched,
     ``extensions`` per knob, and the ``rows`` of the last ``halving``."""
     ext: dict[str, list[int]] = {"qk": [], "other": []}
     while True:
         qk, other = _grid(recipe, ext)
         rows = halving([(a, b) for a in qk for b in other],
-                       lambda c, s, n: recipe_config(recipe, c[0], c[1], train_frac=frac, seed=s, steps=n), rungs, **sweep_kw)
+                       lambda c, s, n: recipe_config(recipe, c[0], c[1], train_frac=frac, seed=s, steps=n, setting=setting),
+                       rungs, **sweep_kw)
         best, grown = rows[0]["cell"], False
         for axis, values, v, centre in (("qk", qk, best[0], RECIPES[recipe][0]), ("other", other, best[1], 1.0)):
             if v is None or len(ext[axis]) >= max_extensions or v not in (values[0], values[-1]):
@@ -120,10 +122,11 @@ def search_recipe(recipe: str, frac: float, rungs: Sequence[Rung] = RUNGS, max_e
 
 
 def evaluate(recipe: str, frac: float, best: tuple, seeds: Sequence[int] | None = None, steps: int = BUDGET,
+             setting: Setting = SEED_SETTING,
              **sweep_kw) -> list[dict]:
     """The records of ``recipe`` at its ``best`` (qk, other) on the evaluation seeds of ``frac``."""
     seeds = seeds or EVAL_SEEDS.get(frac, FIVE_SEEDS)
-    _, recs = run_sweep([recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=steps) for s in seeds],
+    _, recs = run_sweep([recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=steps, setting=setting) for s in seeds],
                         return_records=True, **sweep_kw)
     return recs
 
@@ -146,7 +149,7 @@ def stored_sweep(cache) -> Callable:
     return sweep
 
 
-def protocol_state(recipe: str, frac: float, cache, found: dict | None = None) -> dict:
+def protocol_state(recipe: str, frac: float, cache, found: dict | None = None, setting: Setting = SEED_SETTING) -> dict:
     """What the store holds of ``recipe`` at ``frac``, without training: ``searched_at``; ``best``
     (the search's setting, None while its search is not complete) and ``search_rows``;
     ``search_missing`` (runs its next rung still lacks); ``records`` (the evaluation runs stored, in
@@ -156,13 +159,14 @@ def protocol_state(recipe: str, frac: float, cache, found: dict | None = None) -
     out = {"recipe": recipe, "frac": frac, "searched_at": at, "best": None, "search_rows": [],
            "search_missing": 0, "records": None, "eval_missing": None}
     try:
-        found = found or search_recipe(recipe, at, sweep=stored_sweep(cache))
+        found = found or search_recipe(recipe, at, setting=setting, sweep=stored_sweep(cache))
     except NotStored as e:
         out["search_missing"] = e.missing
         return out
     out["best"], out["search_rows"] = found["best"], found["rows"]
     seeds = EVAL_SEEDS.get(frac, FIVE_SEEDS)
-    recs = [cache.load(recipe_config(recipe, *found["best"], train_frac=frac, seed=s, steps=BUDGET)) for s in seeds]
+    recs = [cache.load(recipe_config(recipe, *found["best"], train_frac=frac, seed=s, steps=BUDGET, setting=setting))
+            for s in seeds]
     out["eval_missing"] = sum(r is None for r in recs)
     out["records"] = recs if not out["eval_missing"] else None
     return out
@@ -181,16 +185,17 @@ def plan(secondary_everywhere: bool = False) -> list[tuple[str, float]]:
     return out
 
 
-def run_one(recipe: str, frac: float, evaluate_too: bool, **kw) -> Path:
+def run_one(recipe: str, frac: float, evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> Path:
     """Search ``recipe`` (at the fraction that sets its knobs at ``frac``), then, with
     ``evaluate_too``, train its evaluation seeds; a summary to build/results/protocol/."""
-    found = search_recipe(recipe, searched_at(recipe, frac), **kw)
-    out = {k: v for k, v in found.items() if k != "rows"} | {"frac": frac, "searched_at": found["frac"]}
+    found = search_recipe(recipe, searched_at(recipe, frac), setting=setting, **kw)
+    out = {k: v for k, v in found.items() if k != "rows"} | {"frac": frac, "searched_at": found["frac"],
+                                                            "setting": setting.label()}
     out["ranking"] = [{"rung": r["rung"], "cell": r["cell"], "score": list(r["score"]),
                        "keys": [x["key"] for x in r["records"]]} for r in found["rows"]]
     if evaluate_too:
-        out["evaluation"] = [endpoints(r) | {"key": r["key"]} for r in evaluate(recipe, frac, found["best"], **kw)]
-    path = results_dir() / "protocol" / f"{recipe.replace(' ', '_')}_{frac}.json"
+        out["evaluation"] = [endpoints(r) | {"key": r["key"]} for r in evaluate(recipe, frac, found["best"], setting=setting, **kw)]
+    path = results_dir() / "protocol" / setting.label() / f"{recipe.replace(' ', '_')}_{frac}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(strict_json(out), indent=1, allow_nan=False, default=str) + "\n")
     print(f"{recipe} at {frac}: best {found['best']}; {path}", flush=True)
@@ -204,12 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
     ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation)")
     ap.add_argument("--secondary-everywhere", action="store_true", help="with --all: the secondary recipes at every fraction")
+    ap.add_argument("--setting", default="", help="where to run, e.g. 'p=97,width=256' or 'lr_scale=1/3' "
+                    "(lrdlib.core.recipes.Setting; default: the seed setting)")
     a = ap.parse_args(argv)
     if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
         ap.error("give --all, or both --recipe and --frac")
     kw = {"cache": run_cache("paper"), "executor": "process"}
     for recipe, frac in plan(a.secondary_everywhere) if a.all else [(a.recipe, a.frac)]:
-        run_one(recipe, frac, a.all or a.evaluate, **kw)
+        run_one(recipe, frac, a.all or a.evaluate, Setting.parse(a.setting), **kw)
     return 0
 
 
