@@ -260,3 +260,13 @@ def test_resize_summary_and_runs():
     assert runs[["arm", "seed"]].values.tolist() == [["adaptive", 0], ["plain", 0], ["adaptive", 1]]
     assert runs.steps_to_grok.iloc[0] == 200 and runs.steps_to_grok.isna().tolist() == [False, True, True]
     assert runs.qk_srank.iloc[0] == pytest.approx(5.0)
+
+
+def test_plot_moonshot_one_bar_per_population_and_threshold_lines():
+    t = pd.DataFrame({"label": ["rank", "rate"], "rho": [0.1, -0.5], "p": [0.3, 1e-9], "n": [120, 120]},
+                     index=["srank", "angle_rate"])
+    fig = pf.plot_moonshot({"all": t, "a + b": t.assign(rho=[0.2, np.nan], n=[100, 90])}, threshold=0.8)
+    ax = _panels(fig)[0]
+    assert len(ax.patches) == 4 and [t.get_text() for t in ax.get_yticklabels()] == ["rank", "rate"]
+    assert sorted(line.get_xdata()[0] for line in ax.lines) == [-0.8, 0, 0.8]
+    assert _legend_texts(fig) == ["all (120 runs)", "a + b (100 runs)"]

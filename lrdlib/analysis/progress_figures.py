@@ -4,7 +4,8 @@ notebook saves it with ``lrdlib.analysis.figures.save_figure``).
 
 * 07: ``plot_explanations`` (steps to grok against each candidate explanation),
   ``plot_angular_rate`` (angle per step and ‖W_QK‖_F of the seed runs), ``plot_luon_lambda``
-  (λ‖W‖/‖G‖ and the angle per step of Luon's seed runs).
+  (λ‖W‖/‖G‖ and the angle per step of Luon's seed runs), ``plot_moonshot`` (Spearman ρ of
+  steps-to-grok with every measured quantity, over every comparable run in the store).
 * 08: ``plot_tasks`` (Kaplan-Meier median steps and final Q/K stable rank per task),
   ``plot_progress`` (the Fourier progress measures over training), ``plot_spectrum`` (the final
   embedding spectrum), ``plot_resize`` (the loss on both sides of every resize).
@@ -92,6 +93,25 @@ def plot_luon_lambda(ratios: pd.DataFrame, arm: str) -> plt.Figure:
     axes[0].set(yscale="log", ylabel=r"$\lambda\|W\|_F\,/\,\|G\|_F$",
                 title=f"{arm}, {ratios[ratios.arm == arm].seed.nunique()} seed(s), band min–max")
     axes[1].set(yscale="log", ylabel="angle per step (rad)", xlabel="training step")
+    return fig
+
+
+def plot_moonshot(tables: dict[str, pd.DataFrame], threshold: float) -> plt.Figure:
+    """Spearman ρ of steps-to-grok with each measured quantity (rows, labelled), one bar per
+    population of ``tables`` (``{name: lrdlib.analysis.mechanism.spearman_table}``, its run count in
+    the legend); dashed: ±``threshold``, the |ρ| a quantity that orders steps-to-grok would reach."""
+    first = next(iter(tables.values()))
+    fig, ax = figure("full", height=0.2 * len(first) + 1.2)
+    ys, h = np.arange(len(first)), 0.8 / len(tables)
+    for i, (name, t) in enumerate(tables.items()):
+        rho = t.reindex(first.index).rho.to_numpy(float)
+        ax.barh(ys + (i - (len(tables) - 1) / 2) * h, np.nan_to_num(rho), height=h, label=f"{name} ({int(t.n.max())} runs)")
+    for v in (-threshold, threshold):
+        ax.axvline(v, color="0.4", ls="--", lw=0.8)
+    ax.axvline(0, color="0.2", lw=0.6)
+    ax.set(yticks=ys, yticklabels=first.label.tolist(), xlim=(-1, 1), xlabel="Spearman ρ with steps to grok")
+    ax.invert_yaxis()
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=len(tables))
     return fig
 
 

@@ -413,6 +413,20 @@ def as_fast_as(a_steps, b_steps, budget: int, a: str, b: str, factor: float = 1.
     return Verdict(HOLDS if ratio <= factor else DOES_NOT_HOLD, nums)
 
 
+CLASS_WORDS = {"beats": "beats it", "undecided": "is undecided", "does_not_beat": "does not beat it"}
+
+
+def _beats_reference(row, ref) -> str:
+    """How one candidate of ``rank_correlations`` reads against the reference: ``beats`` (its
+    bootstrap interval of |ρ| − |ρ_reference| lies above 0), ``does_not_beat`` (|ρ| ≤ |ρ_reference|),
+    ``undecided`` (the interval includes 0, or a ρ is undefined)."""
+    if not (np.isfinite(row.rho) and np.isfinite(ref.rho)):
+        return "undecided"
+    if abs(row.rho) <= abs(ref.rho):
+        return "does_not_beat"
+    return "beats" if row.gap_lo > 0 else "undecided"
+
+
 def explains_better(corr: pd.DataFrame, seeds: int, reference: str = "srank") -> Verdict:
     """Claim "steps-to-grok lines up better with a learning-rate-geometry quantity than with the
     Q/K stable rank", from ``lrdlib.analysis.mechanism.rank_correlations`` (Spearman ρ over runs, censored
@@ -421,15 +435,24 @@ def explains_better(corr: pd.DataFrame, seeds: int, reference: str = "srank") ->
     The best candidate is the non-reference row with the largest |ρ|. HOLDS when its gap interval
     lies above 0; DOES_NOT_HOLD when |ρ_reference| ≥ its |ρ|; CANNOT_TELL when the interval
     includes 0, when ρ is undefined (e.g. every run censored), or with fewer than MIN_SEEDS seeds
-    per arm.
+    per arm. The verdict speaks for the best candidate only: ``per_candidate`` (``beats`` /
+    ``undecided`` / ``does_not_beat``, worded in ``per_candidate_text``, with ``*_text`` lists of
+    labels) says which candidates beat
+    the reference, and ``words`` (per candidate) and ``words_text`` word each ρ (``correlation_words``).
     """
     ref = corr.loc[reference]
     others = corr.drop(index=reference)
+    cls = {c: _beats_reference(r, ref) for c, r in others.iterrows()}
+    labels = lambda k: [others.loc[c, "label"] for c, v in cls.items() if v == k]   # noqa: E731
     nums = {"n_runs": int(ref.n), "seeds_per_arm": seeds, "rho": corr.rho.to_dict(), "p": corr.p.to_dict(),
             "gap": {c: [float(r.gap_lo), float(r.gap_hi)] for c, r in others.iterrows()},
             "reference_label": ref.label, "best": None, "best_label": "n/a", "best_abs_rho_text": "n/a",
-            "reference_abs_rho_text": f"{abs(ref.rho):.2f}", "gap_text": "n/a",
-            "rho_text": "; ".join(f"{r.label} {r.rho:+.2f} (p = {r.p:.2g})" for r in corr.itertuples())}
+            "reference_abs_rho_text": f"{abs(ref.rho):.2f}", "gap_text": "n/a", "per_candidate": cls,
+            "per_candidate_text": {c: CLASS_WORDS[v] for c, v in cls.items()},
+            **{f"{k}_text": _list_text(labels(k), "{}") for k in ("beats", "undecided", "does_not_beat")},
+            "words": {c: correlation_words(r.rho, r.p) for c, r in corr.iterrows()},
+            "rho_text": "; ".join(f"{r.label} {r.rho:+.2f} (p = {r.p:.2g})" for r in corr.itertuples()),
+            "words_text": "; ".join(f"{r.label}: {correlation_words(r.rho, r.p)['text']}" for r in corr.itertuples())}
     if not np.isfinite(others.rho).any() or not np.isfinite(ref.rho):
         return Verdict(CANNOT_TELL, nums)
     best = others.rho.abs().idxmax()
@@ -634,3 +657,90 @@ def expands_region(shares: dict, a: str, b: str, budget: int, level: float = 0.5
     if not fr or seeds < MIN_SEEDS:
         return Verdict(CANNOT_TELL, nums)
     return Verdict(HOLDS if cats["a_only"] else DOES_NOT_HOLD, nums)
+
+
+# ---------------------------------------------------------------- correlations, the moonshot, the crossed design (07)
+RHO_SIZES = ((0.8, "strong"), (0.5, "moderate"), (0.3, "weak"), (0.0, "negligible"))   # |ρ| ≥ bound: word
+ALPHA = 0.05
+
+
+def correlation_words(rho: float, p: float, alpha: float = ALPHA) -> dict:
+    """How a Spearman ρ reads, from its numbers alone: ``size`` strong (|ρ| ≥ 0.8), moderate
+    (≥ 0.5), weak (≥ 0.3) or negligible; ``direction`` positive / negative; ``significant``
+    p < ``alpha``, ``significance_text`` '[not ]significant at 5 %'; ``text`` e.g.
+    'ρ = −0.61 (p = 1.4e-09): moderate, negative' or 'ρ = −0.20 (p = 0.068): negligible,
+    negative, not significant at 5 %' ('undefined' without a ρ)."""
+    if rho is None or p is None or not (np.isfinite(rho) and np.isfinite(p)):
+        return {"size": None, "direction": None, "significant": None, "significance_text": "undefined", "text": "undefined"}
+    size = next(w for b, w in RHO_SIZES if abs(rho) >= b)
+    direction = "positive" if rho > 0 else "negative" if rho < 0 else "none"
+    sig = bool(p < alpha)
+    text = f"ρ = {rho:+.2f}".replace("-", "−") + f" (p = {p:.2g}): {size}, {direction}"
+    return {"size": size, "direction": direction, "significant": sig,
+            "significance_text": f"{'' if sig else 'not '}significant at {alpha * 100:g} %",
+            "text": text + ("" if sig else f", not significant at {alpha * 100:g} %")}
+
+
+def orders_steps(table: pd.DataFrame, threshold: float = 0.8, min_runs: int = 100) -> Verdict:
+    """Claim "one measured quantity orders steps-to-grok across the runs": some row of ``table``
+    (index: quantity; columns ``label``, ``rho``, ``p``, ``n``: Spearman ρ of steps-to-grok with it
+    over ``n`` runs, censored runs at the budget) has |ρ| ≥ ``threshold`` over ≥ ``min_runs`` runs.
+
+    HOLDS when some row does (``reaching``); DOES_NOT_HOLD when rows with ≥ ``min_runs`` runs and a
+    finite ρ exist and none reaches it; CANNOT_TELL when no row has them. ``best``: the row of
+    largest |ρ| among those, with ``best_rho``, ``best_p``, ``best_n``, ``best_words``; ``per_quantity``: ρ, p, n,
+    label and ``correlation_words`` of every row."""
+    ok = table[(table.n >= min_runs) & np.isfinite(table.rho.astype(float))]
+    per = {q: {"label": r.label, "rho": _nan_none(r.rho), "p": _nan_none(r.p), "n": int(r.n),
+               "words": correlation_words(r.rho, r.p)["text"]} for q, r in table.iterrows()}
+    nums = {"threshold": threshold, "min_runs": min_runs, "n_runs": int(table.n.max()) if len(table) else 0,
+            "per_quantity": per, "best": None, "best_label": "n/a", "best_rho": None, "best_p": None, "best_n": 0,
+            "best_abs_rho_text": "n/a", "best_words": "n/a", "reaching": [], "reaching_text": "none",
+            "rho_text": "; ".join(f"{r.label} {r.rho:+.2f}" for r in table.itertuples() if np.isfinite(r.rho))}
+    if not len(ok):
+        return Verdict(CANNOT_TELL, nums)
+    best = ok.rho.abs().idxmax()
+    b = ok.loc[best]
+    reach = [q for q, r in ok.iterrows() if abs(r.rho) >= threshold]
+    nums.update(best=best, best_label=b.label, best_rho=float(b.rho), best_p=float(b.p), best_n=int(b.n),
+                best_abs_rho_text=f"{abs(b.rho):.2f}", best_words=per[best]["words"], reaching=reach,
+                reaching_text=_list_text([ok.loc[q, "label"] for q in reach], "{}"))
+    return Verdict(HOLDS if reach else DOES_NOT_HOLD, nums)
+
+
+def _nan_none(v) -> float | None:
+    return float(v) if v is not None and np.isfinite(v) else None
+
+
+def rate_collapse(cells: pd.DataFrame, budget: int, factor: float = 1.5) -> Verdict:
+    """Claim "steps-to-grok depends on the Q/K angular rate ≈ k·η‖u‖/r alone" in a crossed design of
+    fixed norm r × Q/K learning-rate factor k: cells with the same k/r grok alike.
+
+    ``cells``: one row per run with ``r`` and ``k`` (any common units) and ``steps_to_grok`` (None /
+    NaN: not within ``budget``). Per cell the censored median (``censored_median``); per level of
+    k/r (rounded to 6 digits) holding two cells or more, ``within``: the largest over the smallest of
+    its cells' medians (∞ when one is censored and another not). ``across``: the same ratio over
+    the levels' medians. HOLDS when every such level is within ``factor`` and the levels differ
+    (``across`` > ``factor``: k/r moves steps-to-grok at all); DOES_NOT_HOLD when some level is not
+    within ``factor`` (cells of one angular rate grok differently); CANNOT_TELL with fewer than
+    MIN_SEEDS runs in some cell, no level of two cells, a level whose cells are all censored, or
+    levels that do not differ. The rank story names no such collapse: it predicts none."""
+    d = cells.assign(ratio=(cells.k / cells.r).round(6))
+    med = d.groupby(["r", "k"]).steps_to_grok.apply(lambda v: censored_median(v.tolist(), budget))
+    seeds = int(d.groupby(["r", "k"]).size().min()) if len(d) else 0
+    level = pd.Series({(r, k): round(k / r, 6) for r, k in med.index})
+    spread = lambda v: float(v.max() / v.min()) if np.isfinite(v).any() else float("nan")   # noqa: E731
+    within = {x: spread(med[level[level == x].index].to_numpy()) for x in sorted(level.unique()) if (level == x).sum() > 1}
+    by_level = med.groupby(level.reindex(med.index).to_numpy()).median()
+    across = spread(by_level.to_numpy()) if len(by_level) > 1 else float("nan")
+    nums = {"factor": factor, "budget": budget, "seeds": seeds, "cells": len(med),
+            "median": {f"r {r:g}, k {k:g}": _finite(v) for (r, k), v in med.items()},
+            "within": {f"{x:g}": _finite(v) for x, v in within.items()}, "across": _finite(across),
+            "within_text": "; ".join(f"k/r {x:g}: {v:.2f}×" if np.isfinite(v) else f"k/r {x:g}: n/a" for x, v in within.items()) or "none",
+            "across_text": f"{across:.2f}×" if np.isfinite(across) else "n/a",
+            "median_text": "; ".join(f"r {r:g}, k {k:g}: {_steps_text(v, budget)}" for (r, k), v in med.items())}
+    if seeds < MIN_SEEDS or not within or any(np.isnan(v) for v in within.values()):
+        return Verdict(CANNOT_TELL, nums)
+    if any(v > factor for v in within.values()):
+        return Verdict(DOES_NOT_HOLD, nums)
+    return Verdict(HOLDS if np.isfinite(across) and across > factor else CANNOT_TELL, nums)
