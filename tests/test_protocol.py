@@ -78,6 +78,11 @@ def test_search_evaluation_and_table_from_a_store_without_training():
     assert P.decisions(t)["≥ 3× faster"] == [0.5] and P.decisions(P.table({}))["slower"] == []   # empty: no error
     runs = P.per_run(states)
     assert set(runs.srank_at_grok) == {20.0}            # the rank from the grok on, not before it
+    by = P.primary_by_fraction(t, P.summary(t, runs))
+    assert list(by) == ["0.2", "0.25", "0.3", "0.35", "0.4", "0.5", "0.6", "0.8"]
+    assert by["0.5"]["decision"] == by["0.5"]["decision_first"] == "≥ 3× faster" and by["0.5"]["srank_at_grok"] == 20.0
+    assert set(by["0.2"].values()) == {None}                       # not complete: every value pending
+    assert by["0.5"]["a_kn"] == "10/10" and by["0.5"]["ratio_ci"].startswith(f"{by['0.5']['ratio']:.2g} [")
     es = P.endpoint_summary(runs)
     assert es[es.recipe == "LRD"].iloc[0][["n", "first", "stable", "collapsed"]].tolist() == [10, 10, 10, 0]
     rk = P.ranking(runs)

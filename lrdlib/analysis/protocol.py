@@ -177,6 +177,40 @@ def summary(table: pd.DataFrame, runs: pd.DataFrame, recipe: str = "LRD") -> dic
             "ranking": ranking(runs), "stable_rank_at_grok": rank, "endpoints": endpoint_summary(runs)}
 
 
+PRIMARY_FIELDS = ("n", "a_events", "b_events", "a_median", "b_median", "ratio", "lo", "hi", "p", "p_holm", "decision")
+
+
+def primary_by_fraction(table: pd.DataFrame, summ: dict, recipe: str = "LRD") -> dict:
+    """``{frac: row}`` for every protocol fraction (as text keys, in order): ``recipe`` against tuned
+    L2 on the primary endpoint (``PRIMARY_FIELDS``), the decisions on the other endpoints
+    (``decision_first``, ``decision_chapter``) and ``srank_at_grok``; every value None at a fraction
+    not yet complete (the paper's table prints those as pending)."""
+    out = {}
+    for f in H.FRACTIONS:
+        rows = {e: table[(table.recipe == recipe) & (table.endpoint == e) & (table.frac == f)] for e in ENDPOINTS}
+        r = rows["stable"]
+        row = {k: (r.iloc[0][k] if len(r) else None) for k in PRIMARY_FIELDS}
+        row |= {f"decision_{e}": (rows[e].iloc[0]["decision"] if len(rows[e]) else None) for e in ("first", "chapter")}
+        sr = summ["stable_rank_at_grok"]
+        hit = sr[sr.frac == f] if len(sr) else sr
+        row["srank_at_grok"] = float(hit.iloc[0]["srank_at_grok"]) if len(hit) else None
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        out[f"{f:g}"] = row | _texts(row)
+    return out
+
+
+def _texts(row: dict) -> dict:
+    """The table's cells as text (None while pending): ``a_kn``/``b_kn`` events of n, the medians
+    (``> last step`` beyond it: inf), ``ratio_ci`` the ratio with its interval."""
+    if row["n"] is None:
+        return dict.fromkeys(("a_kn", "b_kn", "a_med", "b_med", "ratio_ci"))
+    med = lambda m: f"{m:,.0f}" if math.isfinite(m) else "beyond the run"
+    num = lambda x: f"{x:.2g}" if math.isfinite(x) else ("∞" if x > 0 else "n/a")
+    ratio = "n/a" if math.isnan(row["ratio"]) else f"{num(row['ratio'])} [{num(row['lo'])}, {num(row['hi'])}]"
+    return {"a_kn": f"{row['a_events']}/{row['n']}", "b_kn": f"{row['b_events']}/{row['n']}",
+            "a_med": med(row["a_median"]), "b_med": med(row["b_median"]), "ratio_ci": ratio}
+
+
 def is_protocol_run(record: dict) -> bool:
     """A run of the protocol: a recipe's config (``observe`` set) on a search or evaluation seed."""
     seeds = {s for r in H.RUNGS for s in r.seeds} | {s for v in H.EVAL_SEEDS.values() for s in v} | set(H.FIVE_SEEDS)
