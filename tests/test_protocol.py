@@ -84,7 +84,7 @@ def test_search_evaluation_and_table_from_a_store_without_training():
     assert set(by["0.2"].values()) == {None}                       # not complete: every value pending
     assert by["0.5"]["a_kn"] == "10/10" and by["0.5"]["ratio_ci"].startswith(f"{by['0.5']['ratio']:.2g} [")
     es = P.endpoint_summary(runs)
-    assert es[es.recipe == "LRD"].iloc[0][["n", "first", "stable", "collapsed"]].tolist() == [10, 10, 10, 0]
+    assert es[es.recipe == "LRD"].iloc[0][["n", "first", "stable", "collapsed", "min_held"]].tolist() == [10, 10, 10, 0, 5000]
     rk = P.ranking(runs)
     assert rk[rk.frac == 0.5].recipe.tolist() == ["LRD", "tuned L2"]
     c = P.cost(states, [r for st in states.values() for r in st["records"]])

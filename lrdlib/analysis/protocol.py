@@ -122,14 +122,17 @@ def qk_stable_rank_at(record: dict, step: int) -> float:
 
 
 def per_run(states: dict) -> pd.DataFrame:
-    """One row per evaluation run: recipe, frac, seed, every endpoint, collapses, the Q/K stable
-    rank at the stable grok (at the run's end if censored) and its width (the matrices' rank bound)."""
+    """One row per evaluation run: recipe, frac, seed, every endpoint, collapses, ``held`` (steps from
+    the stable grok to the run's end: a run that collapsed has its stable grok at its last recovery,
+    which the observation window bounds), the Q/K stable rank at the stable grok (at the run's end
+    if censored) and its width (the matrices' rank bound)."""
     rows = []
     for (r, f), st in states.items():
         for rec in st["records"] or ():
             e = endpoints(rec)
             m = rec["config"]["model"]
             rows.append({"recipe": r, "frac": f, "seed": rec["config"]["seed"], **e,
+                         "held": e["last"] - e["stable"] if e["stable_event"] else None,
                          "srank_at_grok": qk_stable_rank_at(rec, e["stable"]), "rank_bound": m["dim"]})
     return pd.DataFrame(rows)
 
@@ -138,15 +141,16 @@ def endpoint_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per recipe and fraction, what the endpoints see beyond the grok: ``n`` runs, ``first`` and
     ``stable`` groks, ``collapsed`` (runs that fell below the floor after a first grok; ``falls``:
     how often), the lowest final validation accuracy and the median share of post-grok
-    evaluations ≥ 0.99."""
-    cols = ["recipe", "frac", "n", "first", "stable", "collapsed", "falls", "min_final_val_acc", "post_grok_share"]
+    evaluations ≥ 0.99, and the shortest hold of a stable grok to the run's end (``min_held``)."""
+    cols = ["recipe", "frac", "n", "first", "stable", "collapsed", "falls", "min_final_val_acc", "post_grok_share",
+            "min_held"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     g = runs.groupby(["recipe", "frac"], sort=False)
     return pd.DataFrame({"n": g.size(), "first": g["first"].count(), "stable": g["stable_event"].sum(),
                          "collapsed": g["collapses"].apply(lambda c: int((c > 0).sum())), "falls": g["collapses"].sum(),
                          "min_final_val_acc": g["final_val_acc"].min(),
-                         "post_grok_share": g["post_grok_share"].median()}).reset_index()[cols]
+                         "post_grok_share": g["post_grok_share"].median(), "min_held": g["held"].min()}).reset_index()[cols]
 
 
 def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
