@@ -215,3 +215,10 @@ def test_committed_chapter_results_are_strict_json():
     assert files, "no committed chapter results found"
     for p in files:
         _strict(p.read_text())
+
+
+def test_noise_bound_records_the_tolerance_and_refuses_a_value_above_it():
+    """Rounding noise is recorded as its tolerance (processor-independent); a value above it is an error."""
+    assert F.noise_bound([3e-13, -8e-13], 1e-11) == 1e-11
+    with pytest.raises(ValueError, match="2e-10 exceeds the noise tolerance 1e-11"):
+        F.noise_bound([1e-13, -2e-10], 1e-11)

@@ -314,6 +314,16 @@ def _rounded(obj):
     return float(f"{obj:.{SIGNIFICANT}g}")
 
 
+def noise_bound(values, tol: float) -> float:
+    """``tol``, after checking that every |v| of ``values`` is at most ``tol``: what a chapter records
+    for rounding noise (an identity's residual), whose digits, and even its power of ten and sign,
+    differ between processors; the bound does not. A value above ``tol`` is an error, not noise."""
+    worst = float(np.max(np.abs(np.asarray(values, dtype=float))))
+    if not worst <= tol:
+        raise ValueError(f"max |value| {worst:.3g} exceeds the noise tolerance {tol:g}: not rounding noise")
+    return float(tol)
+
+
 def save_results(name: str, results: dict) -> Path:
     """Write ``build/results/<name>.json``; at ``results["profile"] == "paper"`` also the committed
     copy ``paper/results/chapters/<name>.json`` that the manuscript's macros are made from.

@@ -170,17 +170,22 @@ _TABLE_STYLES = (("o", "0.35", True), ("s", METHOD_COLORS["LRD"], True), ("o", "
 def plot_scale_invariance(tables: dict[str, pd.DataFrame], tol: float) -> plt.Figure:
     """Δf(α = 0.1), Δf(α = 10) and |cos(∇L, W)| per parameter (rows of the first table, shaded
     where ``expected``) for each ``scale_invariance_table`` in ``tables`` (label -> table, at most
-    four: filled markers for the first two), on a log scale clipped at 1e-18; dotted: ``tol``."""
+    four: filled markers for the first two), on a log scale; dotted: ``tol``. A value below ``tol``
+    (rounding noise, whose digits differ between processors) is drawn as an open ◁ on the tol line,
+    so the figure is the same on every processor."""
     first = next(iter(tables.values()))
     names = list(first.index)
     ypos = np.arange(len(names))
     fig, axes = figure("full", height=5.2, ncols=3, sharey=True)
     for ax, col in zip(axes, ["Δf(α=0.1)", "Δf(α=10)", "cos(∇L,W)"]):
         for (label, t), (mk, color, filled) in zip(tables.items(), _TABLE_STYLES):
-            v = np.clip(t[col].reindex(names).abs().to_numpy(), 1e-18, None)  # NaN: parameter absent (no q/k norm gains)
-            ax.scatter(v, ypos, marker=mk, s=14, label=label, edgecolor=color, facecolor=color if filled else "none", zorder=3)
+            v = t[col].reindex(names).abs().to_numpy()   # NaN: parameter absent (no q/k norm gains)
+            low = v < tol   # rounding noise: its digits differ between processors, so it is drawn as "< tol"
+            ax.scatter(v[~low], ypos[~low], marker=mk, s=14, label=label, edgecolor=color,
+                       facecolor=color if filled else "none", zorder=3)
+            ax.scatter(np.full(low.sum(), tol), ypos[low], marker="<", s=16, edgecolor=color, facecolor="none", zorder=3)
         ax.axvline(tol, color="k", ls=":", lw=1)
-        ax.set(xscale="log", xlim=(3e-19, 3e1), xlabel="relative change" if col.startswith("Δ") else "|cosine|",
+        ax.set(xscale="log", xlim=(tol / 30, 3e1), xlabel="relative change" if col.startswith("Δ") else "|cosine|",
                title=("|" + col + "|") if col.startswith("cos") else col)
         for i in np.flatnonzero(first.expected.to_numpy()):
             ax.axhspan(i - 0.45, i + 0.45, color="gold", alpha=0.25, lw=0)
