@@ -446,6 +446,18 @@ def test_endpoints_see_the_collapse_the_first_grok_hides():
     assert endpoints(_hist([0.1, 0.999, 1.0], status="diverged"))["stable_event"] is False
 
 
+def test_hold5k_needs_a_hold_of_5000_steps_and_is_censored_at_the_latest_start_it_could_see():
+    from lrdlib.core.grok import HOLD_LONG, endpoints
+    assert HOLD_LONG == 5000
+    ok = endpoints(_hist([0.1, 0.995] + [0.2] + [1.0] * 51))    # collapse at 200, then held 300-5300
+    assert (ok["hold5k"], ok["hold5k_event"], ok["stable"]) == (300, True, 300)
+    short = endpoints(_hist([0.1] + [1.0] * 50 + [0.5, 1.0]))   # held 100-5000 only: 4,900 steps
+    assert (short["hold5k"], short["hold5k_event"]) == (5200 - 5000, False)
+    assert endpoints(_hist([0.1] + [1.0] * 51))["hold5k"] == 100                   # exactly 5,000 counts
+    assert endpoints(_hist([0.1, 1.0]))["hold5k"] == 0                           # too short a run: censored at 0
+    assert endpoints(_hist([0.1] + [1.0] * 51, status="diverged"))["hold5k_event"] is False
+
+
 def test_observe_window_runs_past_the_grok_and_stays_out_of_old_keys():
     from lrdlib.core.config import RunConfig
     from lrdlib.core.training import run

@@ -85,6 +85,8 @@ def test_search_evaluation_and_table_from_a_store_without_training():
     assert by["0.5"]["a_kn"] == "10/10" and by["0.5"]["ratio_ci"].startswith(f"{by['0.5']['ratio']:.2g} [")
     es = P.endpoint_summary(runs)
     assert es[es.recipe == "LRD"].iloc[0][["n", "first", "stable", "collapsed", "min_held"]].tolist() == [10, 10, 10, 0, 5000]
+    h = t[(t.endpoint == "hold5k") & (t.frac == 0.5)].iloc[0]     # held 5,000 steps from the first grok
+    assert es[es.recipe == "LRD"].iloc[0]["hold5k"] == h.a_events == 10 and by["0.5"]["decision_hold5k"] == h.decision
     rk = P.ranking(runs)
     assert rk[rk.frac == 0.5].recipe.tolist() == ["LRD", "tuned L2"]
     c = P.cost(states, [r for st in states.values() for r in st["records"]])

@@ -16,14 +16,15 @@ import pandas as pd
 
 from lrdlib.analysis.frames import records_cost
 from lrdlib.analysis.survival import km_median, protocol_rows
-from lrdlib.core.grok import endpoints
+from lrdlib.core.grok import HOLD_LONG, endpoints
 from lrdlib.core.recipes import OTHER_WD, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.runs import halving as H
 from lrdlib.runs.store import ResultStore, spectra_steps
 
 ENDPOINTS = {"stable": "first evaluation from which val acc stays ≥ 0.99 to the end of the run (primary)",
              "first": "first evaluation with val acc ≥ 0.99",
-             "chapter": "val acc ≥ 0.99 held 1,000 steps, never below 0.9 after (notebook 04's rule)"}
+             "chapter": "val acc ≥ 0.99 held 1,000 steps, never below 0.9 after (notebook 04's rule)",
+             "hold5k": "first evaluation from which val acc stays ≥ 0.99 for 5,000 steps (sensitivity, amendment A2)"}
 REFERENCE = "tuned L2"
 ALPHA = 0.05
 DECISIONS = ("≥ 3× faster", "≥ 2× faster", "faster", "slower", "not decided")
@@ -41,10 +42,11 @@ def spec() -> dict:
             "budget": H.BUDGET,
             "observe": {"min": inspect.signature(recipe_config).parameters["observe"].default,
                         "rule": "stop at first + max(min, first), first = the first grok"},
-            "endpoints": ENDPOINTS, "alpha": ALPHA, "n_fractions": len(H.FRACTIONS),
+            "endpoints": ENDPOINTS, "hold5k_steps": HOLD_LONG, "alpha": ALPHA, "n_fractions": len(H.FRACTIONS),
             "primary": "stable", "test": "censored paired sign test, two-sided; Holm across the 8 fractions per recipe",
             "decision": f"faster by ≥ 2× (3×): ratio of KM medians ≤ 1/2 (1/3) and p_holm < {ALPHA}",
-            "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions"]}
+            "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions",
+                           "A2 (after the evaluation at 0.5, no run retrained): sensitivity endpoint hold5k"]}
 
 
 def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,
@@ -139,18 +141,21 @@ def per_run(states: dict) -> pd.DataFrame:
 
 def endpoint_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per recipe and fraction, what the endpoints see beyond the grok: ``n`` runs, ``first`` and
-    ``stable`` groks, ``collapsed`` (runs that fell below the floor after a first grok; ``falls``:
+    ``stable`` groks, ``hold5k`` (groks held 5,000 steps), ``collapsed`` (runs that fell below the floor after a first grok; ``falls``:
     how often), the lowest final validation accuracy and the median share of post-grok
-    evaluations ≥ 0.99, and the shortest hold of a stable grok to the run's end (``min_held``)."""
-    cols = ["recipe", "frac", "n", "first", "stable", "collapsed", "falls", "min_final_val_acc", "post_grok_share",
-            "min_held"]
+    evaluations ≥ 0.99, and the shortest and longest hold of a stable grok to the run's end
+    (``min_held``, ``max_held``)."""
+    cols = ["recipe", "frac", "n", "first", "stable", "hold5k", "collapsed", "falls", "min_final_val_acc",
+            "post_grok_share", "min_held", "max_held"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     g = runs.groupby(["recipe", "frac"], sort=False)
     return pd.DataFrame({"n": g.size(), "first": g["first"].count(), "stable": g["stable_event"].sum(),
+                         "hold5k": g["hold5k_event"].sum(),
                          "collapsed": g["collapses"].apply(lambda c: int((c > 0).sum())), "falls": g["collapses"].sum(),
                          "min_final_val_acc": g["final_val_acc"].min(),
-                         "post_grok_share": g["post_grok_share"].median(), "min_held": g["held"].min()}).reset_index()[cols]
+                         "post_grok_share": g["post_grok_share"].median(), "min_held": g["held"].min(),
+                         "max_held": g["held"].max()}).reset_index()[cols]
 
 
 def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
@@ -159,7 +164,7 @@ def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
         return pd.DataFrame(columns=["frac", "recipe", "median", "events", "n", "rank"])
     rows = []
     for (f, r), g in runs.groupby(["frac", "recipe"]):
-        ev = g[f"{endpoint}_event"] if endpoint == "stable" else g[endpoint].notna()
+        ev = g[f"{endpoint}_event"] if f"{endpoint}_event" in g else g[endpoint].notna()
         t = g[endpoint].where(ev, g["last"]).astype(float)
         rows.append({"frac": f, "recipe": r, "median": km_median(t.tolist(), ev.tolist()), "events": int(ev.sum()),
                      "n": len(g)})
@@ -187,14 +192,14 @@ PRIMARY_FIELDS = ("n", "a_events", "b_events", "a_median", "b_median", "ratio", 
 def primary_by_fraction(table: pd.DataFrame, summ: dict, recipe: str = "LRD") -> dict:
     """``{frac: row}`` for every protocol fraction (as text keys, in order): ``recipe`` against tuned
     L2 on the primary endpoint (``PRIMARY_FIELDS``), the decisions on the other endpoints
-    (``decision_first``, ``decision_chapter``) and ``srank_at_grok``; every value None at a fraction
+    (``decision_first``, ``decision_chapter``, ``decision_hold5k``) and ``srank_at_grok``; every value None at a fraction
     not yet complete (the paper's table prints those as pending)."""
     out = {}
     for f in H.FRACTIONS:
         rows = {e: table[(table.recipe == recipe) & (table.endpoint == e) & (table.frac == f)] for e in ENDPOINTS}
         r = rows["stable"]
         row = {k: (r.iloc[0][k] if len(r) else None) for k in PRIMARY_FIELDS}
-        row |= {f"decision_{e}": (rows[e].iloc[0]["decision"] if len(rows[e]) else None) for e in ("first", "chapter")}
+        row |= {f"decision_{e}": (rows[e].iloc[0]["decision"] if len(rows[e]) else None) for e in ENDPOINTS if e != "stable"}
         sr = summ["stable_rank_at_grok"]
         hit = sr[sr.frac == f] if len(sr) else sr
         row["srank_at_grok"] = float(hit.iloc[0]["srank_at_grok"]) if len(hit) else None

@@ -245,7 +245,7 @@ def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000
     """One recipe ``a`` against ``b`` (tuned L2) per train fraction: ``a`` and ``b`` are
     ``{frac: [record, ...]}`` of the evaluation seeds. Per fraction ``paired_comparison`` on the
     ``endpoint`` of ``lrdlib.core.grok.endpoints`` (``stable``: to the end of the run; ``first``;
-    ``chapter``), censored at each run's last step, the events ``a_events``/``b_events`` of ``n``,
+    ``chapter``; ``hold5k``: held 5,000 steps), censored at each run's last step, the events ``a_events``/``b_events`` of ``n``,
     ``p_logrank``, and ``p_holm`` (Holm across the fractions; ``n_tests``: the family's size when
     only some fractions are in)."""
 
@@ -254,7 +254,7 @@ def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000
         for r in records:
             e = endpoints(r)
             t = e["stable"] if endpoint == "stable" else e[endpoint]
-            event = e["stable_event"] if endpoint == "stable" else t is not None
+            event = e.get(f"{endpoint}_event", t is not None)
             out[r["config"]["seed"]] = (float(t if event else e["last"]), bool(event))
         return out
     rows = []

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+# HOLD_LONG: steps a grok must hold for the protocol's sensitivity endpoint ``hold5k`` (amendment A2)
+HOLD_LONG = 5000
+
 
 def steps_to_grok(steps: list[int], val_acc: list[float], threshold: float = 0.99, hold: int = 0,
                   floor: float | None = None) -> int | None:
@@ -88,7 +91,10 @@ def endpoints(record: dict, threshold: float | None = None, floor: float = DEFAU
     evaluation ≥ the threshold; ``chapter``: ``lasting_grok`` (≥ the threshold held 1,000 steps,
     floor 0.9); ``final_val_acc``; ``post_grok_share``: the share of evaluations after ``first`` at
     ≥ the threshold; ``collapses``: how many times accuracy fell below ``floor`` after ``first``;
-    ``observed``: steps seen after ``first``. A stable grok needs two evaluations or more at the end."""
+    ``observed``: steps seen after ``first``. A stable grok needs two evaluations or more at the end.
+    ``hold5k`` (sensitivity endpoint, amendment A2): the first evaluation from which accuracy stays
+    ≥ the threshold for ``HOLD_LONG`` steps, with ``hold5k_event`` (False: censored at the latest
+    start the run can show, ``last`` − ``HOLD_LONG``, or 0)."""
     thr = record["config"]["grok_threshold"] if threshold is None else threshold
     steps, acc = record["history"]["step"], [-1.0 if a is None else a for a in record["history"]["val_acc"]]
     ok = record.get("status") == "ok"
@@ -99,8 +105,25 @@ def endpoints(record: dict, threshold: float | None = None, floor: float = DEFAU
     stable_event = ok and stable_i < len(acc) - 1   # at least two evaluations, as for ``steps_to_grok``
     after = acc[first_i + 1:] if first_i is not None else []
     falls = sum(1 for a, b in zip([acc[first_i]] + after, after) if a >= floor > b) if first_i is not None else 0
+    hold_i = _held_from(steps, acc, thr, HOLD_LONG) if ok else None
     return {"stable": steps[stable_i] if stable_event else steps[-1], "stable_event": bool(stable_event),
+            "hold5k": steps[hold_i] if hold_i is not None else max(steps[-1] - HOLD_LONG, 0),
+            "hold5k_event": hold_i is not None,
             "first": steps[first_i] if first_i is not None else None, "chapter": lasting_grok(record),
             "final_val_acc": record["history"]["val_acc"][-1], "last": steps[-1],
             "post_grok_share": sum(a >= thr for a in after) / len(after) if after else None,
             "collapses": falls, "observed": steps[-1] - steps[first_i] if first_i is not None else 0}
+
+
+def _held_from(steps: list[int], acc: list[float], thr: float, span: int) -> int | None:
+    """Index of the first evaluation i with ``acc`` ≥ ``thr`` at every evaluation in
+    [steps[i], steps[i] + span] and an evaluation at or after steps[i] + span; None if there is none."""
+    end = None   # the index where the current run of evaluations ≥ thr started
+    for j, a in enumerate(acc):
+        if a < thr:
+            end = None
+            continue
+        end = j if end is None else end
+        if steps[j] - steps[end] >= span:
+            return end
+    return None
