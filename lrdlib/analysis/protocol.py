@@ -35,7 +35,9 @@ TABLE_COLUMNS = ["recipe", "frac", "endpoint", "n", "a_events", "b_events", "a_m
 def spec() -> dict:
     """The protocol in machine-readable form (what ``paper/protocol.md`` fixes)."""
     return {"search_seeds": sorted({s for r in H.RUNGS for s in r.seeds}),
-            "eval_seeds": {str(f): list(H.EVAL_SEEDS.get(f, H.FIVE_SEEDS)) for f in H.FRACTIONS},
+            "eval_seeds": {str(f): list(H.eval_seeds(REFERENCE, f)) for f in H.FRACTIONS},
+            "eval_seeds_secondary": {str(f): list(H.eval_seeds("SVT", f)) for f in H.SECONDARY_FRACTIONS},
+            "holm_family": {r: H.family_size(r) for r in RECIPES if r != REFERENCE},
             "rungs": [{"keep": r.keep, "seeds": list(r.seeds), "steps": r.steps} for r in H.RUNGS],
             "grids": {"other_wd": list(OTHER_WD), "qk_centres": {k: v[0] for k, v in RECIPES.items()}},
             "searched_at": {r: {str(f): H.searched_at(r, f) for f in H.FRACTIONS} for r in RECIPES},
@@ -43,10 +45,12 @@ def spec() -> dict:
             "observe": {"min": inspect.signature(recipe_config).parameters["observe"].default,
                         "rule": "stop at first + max(min, first), first = the first grok"},
             "endpoints": ENDPOINTS, "hold5k_steps": HOLD_LONG, "alpha": ALPHA, "n_fractions": len(H.FRACTIONS),
-            "primary": "stable", "test": "censored paired sign test, two-sided; Holm across the 8 fractions per recipe",
+            "primary": "stable", "test": "censored paired sign test, two-sided; Holm per recipe across its fractions (holm_family)",
             "decision": f"faster by ≥ 2× (3×): ratio of KM medians ≤ 1/2 (1/3) and p_holm < {ALPHA}",
             "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions",
-                           "A2 (after the evaluation at 0.5, no run retrained): sensitivity endpoint hold5k"]}
+                           "A2 (after the evaluation at 0.5, no run retrained): sensitivity endpoint hold5k",
+                           "A3 (budget, before any secondary run): secondary recipes evaluated at 0.25, 0.35, 0.5 "
+                           "with 5, 10, 5 seeds; Holm over those 3 fractions"]}
 
 
 def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,
@@ -69,7 +73,7 @@ def status(states: dict) -> pd.DataFrame:
     """One row per recipe and fraction: the setting found, the runs still missing."""
     rows = []
     for (r, f), st in states.items():
-        n = len(H.EVAL_SEEDS.get(f, H.FIVE_SEEDS))
+        n = len(H.eval_seeds(r, f))
         qk, other = st["best"] if st["best"] else (None, None)
         rows.append({"recipe": r, "frac": f, "searched at": st["searched_at"], "Q/K knob": qk, "λₒ": other,
                      "search runs missing": st["search_missing"],
@@ -105,7 +109,7 @@ def table(states: dict, endpoints_: Sequence[str] = tuple(ENDPOINTS), n_boot: in
             continue
         a = complete(states, r)
         for e in endpoints_:
-            for row in protocol_rows(a, ref, e, n_boot=n_boot, n_tests=len(H.FRACTIONS)):
+            for row in protocol_rows(a, ref, e, n_boot=n_boot, n_tests=H.family_size(r)):
                 rows.append({"recipe": r, **row, "decision": decision(row["ratio"], row["p_holm"])})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 

@@ -48,6 +48,26 @@ PRIMARY = ("tuned L2", "LRD")
 NEAREST = {0.2: 0.25, 0.25: 0.25, 0.3: 0.25, 0.35: 0.35, 0.4: 0.35, 0.5: 0.5, 0.6: 0.5, 0.8: 0.5}
 
 
+SECONDARY_FRACTIONS = (0.25, 0.35, 0.5)   # amendment A3: the secondary recipes' planned evaluation
+
+
+def eval_seeds(recipe: str, frac: float) -> tuple[int, ...]:
+    """The evaluation seeds of ``recipe`` at ``frac``: 1000-1009 at 0.25, 0.35 and 0.5 and 1000-1004
+    elsewhere for tuned L2 and LRD; for the secondary recipes (amendment A3, for budget) 1000-1009 at
+    0.35, where they are searched, and 1000-1004 at every other fraction."""
+    if frac not in NEAREST:
+        raise ValueError(f"frac={frac!r}; the protocol's fractions are {', '.join(map(str, FRACTIONS))}")
+    if recipe in PRIMARY or frac == 0.35:
+        return EVAL_SEEDS.get(frac, FIVE_SEEDS)
+    return FIVE_SEEDS
+
+
+def family_size(recipe: str) -> int:
+    """How many fractions Holm's correction counts for ``recipe``: all 8 for tuned L2 and LRD, the 3
+    planned ones (``SECONDARY_FRACTIONS``) for a secondary recipe (amendment A3)."""
+    return len(FRACTIONS) if recipe in PRIMARY else len(SECONDARY_FRACTIONS)
+
+
 def searched_at(recipe: str, frac: float) -> float:
     """The fraction whose search sets ``recipe``'s knobs at ``frac`` (amendment A1 of the protocol):
     the nearest of 0.25, 0.35, 0.5 for tuned L2 and LRD, 0.35 for the secondary recipes."""
@@ -125,7 +145,7 @@ def evaluate(recipe: str, frac: float, best: tuple, seeds: Sequence[int] | None 
              setting: Setting = SEED_SETTING,
              **sweep_kw) -> list[dict]:
     """The records of ``recipe`` at its ``best`` (qk, other) on the evaluation seeds of ``frac``."""
-    seeds = seeds or EVAL_SEEDS.get(frac, FIVE_SEEDS)
+    seeds = seeds or eval_seeds(recipe, frac)
     _, recs = run_sweep([recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=steps, setting=setting) for s in seeds],
                         return_records=True, **sweep_kw)
     return recs
@@ -164,7 +184,7 @@ def protocol_state(recipe: str, frac: float, cache, found: dict | None = None, s
         out["search_missing"] = e.missing
         return out
     out["best"], out["search_rows"] = found["best"], found["rows"]
-    seeds = EVAL_SEEDS.get(frac, FIVE_SEEDS)
+    seeds = eval_seeds(recipe, frac)
     recs = [cache.load(recipe_config(recipe, *found["best"], train_frac=frac, seed=s, steps=BUDGET, setting=setting))
             for s in seeds]
     out["eval_missing"] = sum(r is None for r in recs)
@@ -172,17 +192,13 @@ def protocol_state(recipe: str, frac: float, cache, found: dict | None = None, s
     return out
 
 
-def plan(secondary_everywhere: bool = False) -> list[tuple[str, float]]:
+def plan() -> list[tuple[str, float]]:
     """The protocol's runs in its order (``paper/protocol.md``, Evaluation): tuned L2 and LRD at every
-    fraction, the ten-seed ones first; then the secondary recipes at 0.35, 0.5 and 0.25; with
-    ``secondary_everywhere`` also at the five-seed fractions."""
+    fraction, the ten-seed ones first; then the secondary recipes at 0.35, 0.5 and 0.25 (amendment A3)."""
     first = (0.5, 0.35, 0.25, 0.2, 0.3, 0.4, 0.6, 0.8)
     out = [(r, f) for f in first for r in PRIMARY]
     second = [r for r in RECIPES if r not in PRIMARY]
-    out += [(r, f) for r in second for f in (0.35, 0.5, 0.25)]
-    if secondary_everywhere:
-        out += [(r, f) for r in second for f in first[3:]]
-    return out
+    return out + [(r, f) for r in second for f in (0.35, 0.5, 0.25)]   # SECONDARY_FRACTIONS, in this order
 
 
 def run_one(recipe: str, frac: float, evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> Path:
@@ -208,14 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--frac", type=float)
     ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
     ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation)")
-    ap.add_argument("--secondary-everywhere", action="store_true", help="with --all: the secondary recipes at every fraction")
     ap.add_argument("--setting", default="", help="where to run, e.g. 'p=97,width=256' or 'lr_scale=1/3' "
                     "(lrdlib.core.recipes.Setting; default: the seed setting)")
     a = ap.parse_args(argv)
     if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
         ap.error("give --all, or both --recipe and --frac")
     kw = {"cache": run_cache("paper"), "executor": "process"}
-    for recipe, frac in plan(a.secondary_everywhere) if a.all else [(a.recipe, a.frac)]:
+    for recipe, frac in plan() if a.all else [(a.recipe, a.frac)]:
         run_one(recipe, frac, a.all or a.evaluate, Setting.parse(a.setting), **kw)
     return 0
 
