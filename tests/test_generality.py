@@ -1,0 +1,38 @@
+"""The generality study's plan and short search (``paper/generality.md``), on made-up records."""
+import math
+
+import pytest
+
+from lrdlib.core.recipes import Setting
+from lrdlib.runs import generality as G
+from lrdlib.runs import halving as H
+from tests.test_halving import fake_sweep
+
+
+def test_plan_follows_the_design_order_and_refuses_a_fraction_outside_the_protocol():
+    p = G.plan(0.35, 0.5)
+    labels = [s.label() for s, _ in p]
+    assert labels[:5] == ["p=59", "p=97", "p=211", "width=64", "width=256"] and labels[5] == "p=401"
+    assert labels[6:10] == ["op=sub", "op=mul", "op=div", "op=quad"]
+    assert {f for _, f in p[:16]} == {0.35} and {f for _, f in p[16:]} == {0.5} and len(p) == 16 + 11
+    assert Setting.parse("lr_scale=1/3") in [s for s, _ in p] and len(G.plan(0.35)) == 16
+    with pytest.raises(ValueError, match="fraction 0.45"):
+        G.plan(0.45)
+
+
+def test_short_search_varies_the_other_decay_only_on_the_search_seed_and_evaluates_five_fresh_seeds():
+    seen = []
+
+    def time_of(cfg):   # λₒ 3 × the protocol's best is fastest: an edge
+        seen.append((cfg.seed, cfg.steps, cfg.model.dim, cfg.decay.strength, cfg.optim.weight_decay))
+        return int(3000 - 600 * math.log(cfg.optim.weight_decay))
+    sweep, calls = fake_sweep(time_of)
+    res = G.run_setting({"LRD": (0.01, 1.0)}, 0.35, Setting(width=64), sweep=sweep)
+    search, evals = seen[:3], seen[3:]
+    assert {s[:3] for s in search} == {(100, 6000, 64)} and {s[3] for s in search} == {0.01}
+    assert sorted(s[4] for s in search) == pytest.approx([1 / 3, 1.0, 3.0])
+    assert res["LRD"]["best"] == (0.01, 3.0) and res["LRD"]["at_edge"]
+    assert [s[0] for s in evals] == list(H.FIVE_SEEDS) and {s[1] for s in evals} == {H.BUDGET}
+    assert calls == [3, 5] and len(res["LRD"]["records"]) == 5
+    l2 = G.short_search("tuned L2", 0.35, (1.0, None), Setting(p=97), sweep=fake_sweep(lambda c: 500)[0])
+    assert sorted(r["cell"][0] for r in l2["rows"]) == pytest.approx([1 / 3, 1.0, 3.0]) and not l2["at_edge"]
