@@ -478,3 +478,15 @@ def test_line_angle_sees_a_sign_flip_as_no_turn():
     assert out["angle_line"].tolist() == pytest.approx([0.0, 0.3], abs=1e-7)
     m.update(W0, W0.clone(), W2)
     assert m.flush()["angle_line_total"].tolist() == pytest.approx([0.0, 0.6], abs=1e-6)
+
+
+def test_a_cpu_run_flushes_subnormal_floats_so_a_decayed_model_does_not_crawl():
+    """L2 at λ 10 decays every weight towards 0; on subnormal floats x86 is about 30× slower."""
+    from lrdlib.core.training import run
+    try:
+        torch.set_flush_denormal(False)
+        assert (torch.tensor([1e-39]) * 1.0).item() != 0.0      # subnormal kept
+        run(BASE.replace(steps=2, eval_every=2), progress=False)
+        assert (torch.tensor([1e-39]) * 1.0).item() == 0.0      # flushed to zero
+    finally:
+        torch.set_flush_denormal(False)

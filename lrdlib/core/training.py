@@ -306,6 +306,8 @@ def run(cfg: RunConfig, *, progress: bool | None = None, desc: str | None = None
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={cfg.device!r} requested but CUDA is not available here; use device='cpu'")
+    if device.type == "cpu":   # a run whose weights decay towards 0 (L2 at λ 10) would compute on
+        torch.set_flush_denormal(True)   # subnormal floats, about 30× slower on x86: flush them to 0
     split: Split = make_split(cfg.task, device)
     model = build_model(cfg.model, cfg.seed, device)
     fast = compile_model(model) if cfg.compile else model   # full batches only (see lrdlib.core.model.compile_model)
