@@ -120,6 +120,8 @@ def test_protocol_figure_draws_a_marker_per_complete_fraction_and_says_when_none
     from matplotlib.collections import PathCollection
     offsets = [c.get_offsets() for c in fig.axes[0].collections if isinstance(c, PathCollection) and len(c.get_offsets())]
     assert sum(len(o) for o in offsets) == 1 and offsets[0][0][0] == H.FRACTIONS.index(0.5)
+    assert len(fig.axes) == 3 and [a.get_legend_handles_labels()[1] for a in fig.axes[:2]] == [["LRD"], ["LRD"]]
+    assert [a.get_title().split("'")[1] for a in fig.axes] == ["stable", "first", "hold5k"]
     empty = pf.protocol_figure(P.table({}), H.FRACTIONS, {})
     assert "no fraction" in " ".join(t.get_text() for t in empty.axes[0].texts)
 

@@ -20,6 +20,7 @@ Notebook 04 (the strength search, ``lrdlib.analysis.phase.search_phase``):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -337,37 +338,50 @@ def verdict_figure(table: pd.DataFrame, methods, fracs, styles: dict, budget: in
     return fig
 
 
-def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoint: str = "stable") -> plt.Figure:
-    """The protocol's comparison (``lrdlib.analysis.protocol.table``): per train fraction (x) and
-    recipe, the ratio of KM medians recipe / tuned L2 on ``endpoint`` (log y) with its paired
-    bootstrap 95 % interval; filled where Holm-corrected p < 0.05. Dashed: 1/2 and 1/3 (the
-    protocol's 2× and 3×). A fraction not yet complete has no marker."""
-    fig, ax = figure("full", 2.8)
-    t = table[table.endpoint == endpoint] if len(table) else table
-    recipes = list(dict.fromkeys(t.recipe)) if len(t) else []
-    for j, r in enumerate(recipes):
-        g = t[t.recipe == r]
-        x = np.array([list(fracs).index(f) for f in g.frac]) + (j - (len(recipes) - 1) / 2) * 0.09
-        y, lo, hi = g.ratio.to_numpy(float), g.lo.to_numpy(float), g.hi.to_numpy(float)
-        st = styles[r]
-        lo_, hi_ = np.where(np.isfinite(lo), lo, 1e-3), np.where(np.isfinite(hi), hi, 1e3)
-        ax.vlines(x, lo_, hi_, color=st["color"], lw=1)
-        sig = (g.p_holm < 0.05).to_numpy()
-        ax.scatter(x[sig], y[sig], color=st["color"], marker=st["marker"], s=22, zorder=3, label=r)
-        ax.scatter(x[~sig], y[~sig], facecolor="white", edgecolor=st["color"], marker=st["marker"], s=22, zorder=3,
-                   label=None if sig.any() else r)
-    for v, ls in ((1, "-"), (1 / 2, "--"), (1 / 3, ":")):
-        ax.axhline(v, color="0.5", lw=0.8, ls=ls, zorder=0)
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(fracs)), [f"{f:g}" for f in fracs])
-    ax.set_xlim(-0.5, len(fracs) - 0.5)
-    ax.set_xlabel("train fraction")
-    ax.set_ylabel("KM median / tuned L2")
-    if not recipes:
-        ax.set_ylim(0.1, 10)
-        ax.text(0.5, 0.5, "no fraction has every evaluation run of a recipe and of tuned L2 yet", ha="center",
-                va="center", transform=ax.transAxes)
-    else:
-        ax.legend(ncol=min(4, len(recipes)), loc="upper left", frameon=False)
-    ax.set_title(f"each recipe against tuned L2, endpoint '{endpoint}' (filled: Holm p < 0.05)")
+def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequence[str] = ("stable", "first", "hold5k"),
+                    ylim: tuple[float, float] = (1 / 8, 8)) -> plt.Figure:
+    """The protocol's comparison (``lrdlib.analysis.protocol.table``), one panel per endpoint: per
+    train fraction (x) and recipe, the ratio of KM medians recipe / tuned L2 (log y) with its paired
+    bootstrap 95 % interval, drawn to the panel's edge where a bound lies beyond ``ylim`` (0 or ∞:
+    a median beyond the runs in some resamples); filled where Holm-corrected p < 0.05. Dashed: 1/2
+    and 1/3 (the protocol's 2× and 3×). A fraction not yet complete, or with no ratio (both medians
+    beyond the runs), has no marker."""
+    fig, axes = figure("full", 1.9 * len(endpoints) + 0.4, nrows=len(endpoints), sharex=True)
+    axes = np.atleast_1d(axes)
+    for ax, endpoint in zip(axes, endpoints):
+        t = table[table.endpoint == endpoint] if len(table) else table
+        recipes = list(dict.fromkeys(t.recipe)) if len(t) else []
+        for j, r in enumerate(recipes):
+            g = t[t.recipe == r]
+            x = np.array([list(fracs).index(f) for f in g.frac]) + (j - (len(recipes) - 1) / 2) * 0.09
+            y, lo, hi = g.ratio.to_numpy(float), g.lo.to_numpy(float), g.hi.to_numpy(float)
+            st, ok = styles[r], np.isfinite(g.ratio.to_numpy(float))
+            ax.vlines(x[ok], np.clip(lo[ok], *ylim), np.clip(np.nan_to_num(hi[ok], nan=ylim[1]), *ylim),
+                      color=st["color"], lw=1)
+            sig = (g.p_holm < 0.05).to_numpy() & ok
+            if sig.any():
+                ax.scatter(x[sig], y[sig], color=st["color"], marker=st["marker"], s=22, zorder=3, label=r)
+            if (ok & ~sig).any():
+                ax.scatter(x[ok & ~sig], y[ok & ~sig], facecolor="white", edgecolor=st["color"], marker=st["marker"],
+                           s=22, zorder=3, label=None if sig.any() else r)
+            for xi in x[~ok]:   # both medians beyond the runs: no ratio
+                ax.annotate("no ratio:\nboth medians\nbeyond the runs", (xi, 1), ha="center", va="center",
+                            fontsize="x-small", color=st["color"])
+        for v, ls in ((1, "-"), (1 / 2, "--"), (1 / 3, ":")):
+            ax.axhline(v, color="0.5", lw=0.8, ls=ls, zorder=0)
+        ax.set_yscale("log")
+        ax.set_ylim(*ylim)
+        ticks = [v for v in (1 / 8, 1 / 4, 1 / 3, 1 / 2, 1, 2, 4, 8) if ylim[0] <= v <= ylim[1]]
+        ax.set_yticks(ticks, [f"1/{round(1 / v)}" if v < 1 else f"{v:g}" for v in ticks])
+        ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_ylabel("KM median / tuned L2")
+        ax.set_title(f"endpoint '{endpoint}' (filled: Holm p < 0.05)", fontsize="medium")
+        if not recipes:
+            ax.text(0.5, 0.5, "no fraction has every evaluation run of a recipe and of tuned L2 yet", ha="center",
+                    va="center", transform=ax.transAxes)
+        elif ax.get_legend_handles_labels()[0]:
+            ax.legend(ncol=min(4, len(recipes)), loc="upper left", frameon=False)
+    axes[-1].set_xticks(range(len(fracs)), [f"{f:g}" for f in fracs])
+    axes[-1].set_xlim(-0.5, len(fracs) - 0.5)
+    axes[-1].set_xlabel("train fraction")
     return fig

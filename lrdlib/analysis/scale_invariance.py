@@ -172,7 +172,7 @@ def plot_scale_invariance(tables: dict[str, pd.DataFrame], tol: float) -> plt.Fi
     where ``expected``) for each ``scale_invariance_table`` in ``tables`` (label -> table, at most
     four: filled markers for the first two), on a log scale; dotted: ``tol``. A value below ``tol``
     (rounding noise, whose digits differ between processors) is drawn as an open ◁ on the tol line,
-    so the figure is the same on every processor."""
+    and every other value at 3 significant digits, so the figure is the same on every processor."""
     first = next(iter(tables.values()))
     names = list(first.index)
     ypos = np.arange(len(names))
@@ -181,7 +181,8 @@ def plot_scale_invariance(tables: dict[str, pd.DataFrame], tol: float) -> plt.Fi
         for (label, t), (mk, color, filled) in zip(tables.items(), _TABLE_STYLES):
             v = t[col].reindex(names).abs().to_numpy()   # NaN: parameter absent (no q/k norm gains)
             low = v < tol   # rounding noise: its digits differ between processors, so it is drawn as "< tol"
-            ax.scatter(v[~low], ypos[~low], marker=mk, s=14, label=label, edgecolor=color,
+            shown = np.array([float(f"{x:.3g}") for x in v[~low]])   # the last digits differ between processors too
+            ax.scatter(shown, ypos[~low], marker=mk, s=14, label=label, edgecolor=color,
                        facecolor=color if filled else "none", zorder=3)
             ax.scatter(np.full(low.sum(), tol), ypos[low], marker="<", s=16, edgecolor=color, facecolor="none", zorder=3)
         ax.axvline(tol, color="k", ls=":", lw=1)
