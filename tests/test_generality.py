@@ -36,3 +36,45 @@ def test_short_search_varies_the_other_decay_only_on_the_search_seed_and_evaluat
     assert calls == [3, 5] and len(res["LRD"]["records"]) == 5
     l2 = G.short_search("tuned L2", 0.35, (1.0, None), Setting(p=97), sweep=fake_sweep(lambda c: 500)[0])
     assert sorted(r["cell"][0] for r in l2["rows"]) == pytest.approx([1 / 3, 1.0, 3.0]) and not l2["at_edge"]
+
+
+# ---------------------------------------------------------------- the analysis, from a made-up store
+def _by_width(cfg):
+    """LRD's advantage grows with width: LRD groks at 2,000 × (128 / width) + 20·seed, tuned L2 at
+    2,000 + 50·seed; every cell but the protocol's best later; p = 97 has no runs at all."""
+    from tests.test_protocol import lrd_fast
+    base = lrd_fast(cfg)
+    if cfg.decay.kind == "lrd_ns":
+        return int(base + 1500 - 2000 * (1 - 128 / cfg.model.dim)) // 100 * 100
+    return base
+
+
+def test_table_trend_and_settings_entry_from_a_store_without_training():
+    from lrdlib.analysis import generality as A
+    from tests.test_protocol import FakeCache
+    cache = FakeCache(_by_width, have=lambda cfg: cfg.task.p != 97)
+    settings = [Setting(width=64), Setting(width=256), Setting(p=97)]
+    states = A.load(cache, 0.5, settings=settings)
+    assert set(states) == {"", "width=64", "width=256", "p=97"} and states["p=97"]["missing"] > 0
+    assert states["width=64"]["best"] == {"tuned L2": (1.0, None), "LRD": (0.01, 1.0)}
+    t = A.table(states, n_boot=200)
+    assert t.setting.tolist() == ["seed", "width=64", "width=256"] and set(t.n) == {10, 5}
+    ratios = dict(zip(t.setting, t.ratio))
+    assert ratios["width=256"] < ratios["seed"] < ratios["width=64"]
+    assert t.set_index("setting").loc["width=256", "rank_bound"] == 256
+    tr = A.trend(t, "width", at=512)
+    assert tr["n"] == 3 and tr["slope"] < 0 and tr["predicted"] < ratios["width=256"]
+    assert tr["pred_lo"] <= tr["predicted"] <= tr["pred_hi"]
+    assert A.trend(t, "p")["verdict"] == "too few settings"
+    entry = A.settings_entry(t)
+    assert {k for k in ("width", "depth", "p", "lr", "batch")} <= set(entry[0]) and entry[1]["width"] == 64
+    assert entry[0]["lr"] == pytest.approx(1e-3) and entry[2]["verdict"] == "helps"
+
+
+def test_verdict_and_axis_of():
+    from lrdlib.analysis import generality as A
+    assert A.verdict(0.5, 0.3, 0.8) == "helps" and A.verdict(2, 1.2, 3) == "hurts"
+    assert A.verdict(0.9, 0.5, 1.5) == "cannot be told apart" and A.verdict(float("nan"), 0, 1) == "cannot be told apart"
+    assert A.axis_of(Setting(p=97)) == ("p", 97) and A.axis_of(Setting()) == ("seed", "")
+    with pytest.raises(ValueError, match="differs from the seed setting in 2 fields"):
+        A.axis_of(Setting(p=97, width=64))
