@@ -70,14 +70,17 @@ def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] 
 
 
 def status(states: dict) -> pd.DataFrame:
-    """One row per recipe and fraction: the setting found, the runs still missing."""
+    """One row per recipe and fraction: the setting found, the runs still missing (a secondary
+    recipe outside its 3 fractions: "not planned", amendment A3)."""
     rows = []
     for (r, f), st in states.items():
         n = len(H.eval_seeds(r, f))
         qk, other = st["best"] if st["best"] else (None, None)
+        planned = r in H.PRIMARY or f in H.SECONDARY_FRACTIONS   # amendment A3
         rows.append({"recipe": r, "frac": f, "searched at": st["searched_at"], "Q/K knob": qk, "λₒ": other,
                      "search runs missing": st["search_missing"],
-                     "evaluation": f"{n - st['eval_missing']}/{n}" if st["eval_missing"] is not None else f"0/{n}"})
+                     "evaluation": ("not planned" if not planned else f"{n - st['eval_missing']}/{n}"
+                                    if st["eval_missing"] is not None else f"0/{n}")})
     return pd.DataFrame(rows)
 
 
