@@ -89,6 +89,11 @@ def test_search_evaluation_and_table_from_a_store_without_training():
     assert es[es.recipe == "LRD"].iloc[0]["hold5k"] == h.a_events == 10 and by["0.5"]["decision_hold5k"] == h.decision
     rk = P.ranking(runs)
     assert rk[rk.frac == 0.5].recipe.tolist() == ["LRD", "tuned L2"]
+    sr = P.search_table(states)
+    lrd0 = sr[(sr.recipe == "LRD") & (sr.rung == 0)]
+    assert len(lrd0) == 9 and lrd0.kept.sum() == 3 and set(sr[sr.rung == 1].seeds) == {2}
+    assert sr[(sr.recipe == "LRD") & (sr.rung == 1) & sr.kept][["Q/K knob", "λₒ"]].values.tolist() == [[0.01, 1.0]]
+    assert len(sr[sr.recipe == "tuned L2"]) == 5 + 2      # one-knob grid of 5, the best two on rung 1
     c = P.cost(states, [r for st in states.values() for r in st["records"]])
     assert c["searches_complete"] == 2 and 0 < c["search_steps"] < c["full_grid_steps"]
 

@@ -84,6 +84,30 @@ def status(states: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def search_table(states: dict) -> pd.DataFrame:
+    """Every completed search, one row per rung and cell: ``recipe``, ``searched at``, ``rung``,
+    its ``steps`` and ``seeds``, the cell's ``Q/K knob`` and ``λₒ``, the score (median stable grok
+    over the rung's seeds, inf: fewer than half had one within the rung; mean final validation
+    accuracy), and ``kept`` (promoted to the next rung, or chosen at the last)."""
+    rows, seen = [], set()
+    for (r, _), st in states.items():
+        if not st["search_rows"] or (r, st["searched_at"]) in seen:
+            continue
+        seen.add((r, st["searched_at"]))
+        last = max(row["rung"] for row in st["search_rows"])
+        for row in st["search_rows"]:
+            i = row["rung"]
+            kept = (row["cell"] == st["best"] if i == last else
+                    any(x["cell"] == row["cell"] and x["rung"] == i + 1 for x in st["search_rows"]))
+            rows.append({"recipe": r, "searched at": st["searched_at"], "rung": i, "steps": H.RUNGS[i].steps,
+                         "seeds": len(H.RUNGS[i].seeds), "Q/K knob": row["cell"][0], "λₒ": row["cell"][1],
+                         "median stable grok": row["score"][0], "mean final val acc": -row["score"][1], "kept": kept})
+    cols = ["recipe", "searched at", "rung", "steps", "seeds", "Q/K knob", "λₒ", "median stable grok",
+            "mean final val acc", "kept"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["recipe", "searched at", "rung", "Q/K knob", "λₒ"],
+                                                         na_position="first").reset_index(drop=True)
+
+
 def complete(states: dict, recipe: str) -> dict:
     """``{frac: records}`` of ``recipe``'s complete evaluations."""
     return {f: st["records"] for (r, f), st in states.items() if r == recipe and st["records"]}
