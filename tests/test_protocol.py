@@ -106,7 +106,7 @@ def test_an_incomplete_search_or_evaluation_is_reported_not_trained():
     st = H.protocol_state("LRD", 0.5, cache)
     assert st["best"] == (0.01, 1.0) and st["eval_missing"] == 1 and st["records"] is None
     assert P.status({("LRD", 0.5): st}).evaluation.tolist() == ["9/10"]
-    assert P.status({("SVT", 0.2): st, ("SVT", 0.25): st}).evaluation.tolist() == ["not planned", "4/5"]
+    assert P.status({("SVT", 0.25): st, ("SVT", 0.35): st}).evaluation.tolist() == ["not planned", "9/10"]
     assert P.per_run({("LRD", 0.5): st}).empty and P.ranking(P.per_run({("LRD", 0.5): st})).empty
 
 

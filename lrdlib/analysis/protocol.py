@@ -50,7 +50,9 @@ def spec() -> dict:
             "amendments": ["A1 (budget, before any evaluation run): 3 × 3 grids, two rungs, searched fractions",
                            "A2 (after the evaluation at 0.5, no run retrained): sensitivity endpoint hold5k",
                            "A3 (budget, before any secondary run): secondary recipes evaluated at 0.25, 0.35, 0.5 "
-                           "with 5, 10, 5 seeds; Holm over those 3 fractions"]}
+                           "with 5, 10, 5 seeds; Holm over those 3 fractions",
+                           "A4 (budget, before any secondary run): secondary recipes evaluated at 0.35 only, "
+                           "10 seeds; Holm over that 1 fraction"]}
 
 
 def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,
@@ -71,12 +73,12 @@ def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] 
 
 def status(states: dict) -> pd.DataFrame:
     """One row per recipe and fraction: the setting found, the runs still missing (a secondary
-    recipe outside its 3 fractions: "not planned", amendment A3)."""
+    recipe outside 0.35: "not planned", amendments A3, A4)."""
     rows = []
     for (r, f), st in states.items():
         n = len(H.eval_seeds(r, f))
         qk, other = st["best"] if st["best"] else (None, None)
-        planned = r in H.PRIMARY or f in H.SECONDARY_FRACTIONS   # amendment A3
+        planned = r in H.PRIMARY or f in H.SECONDARY_FRACTIONS   # amendments A3, A4
         rows.append({"recipe": r, "frac": f, "searched at": st["searched_at"], "Q/K knob": qk, "λₒ": other,
                      "search runs missing": st["search_missing"],
                      "evaluation": ("not planned" if not planned else f"{n - st['eval_missing']}/{n}"

@@ -48,13 +48,14 @@ PRIMARY = ("tuned L2", "LRD")
 NEAREST = {0.2: 0.25, 0.25: 0.25, 0.3: 0.25, 0.35: 0.35, 0.4: 0.35, 0.5: 0.5, 0.6: 0.5, 0.8: 0.5}
 
 
-SECONDARY_FRACTIONS = (0.25, 0.35, 0.5)   # amendment A3: the secondary recipes' planned evaluation
+SECONDARY_FRACTIONS = (0.35,)   # amendments A3, A4: the secondary recipes' planned evaluation
 
 
 def eval_seeds(recipe: str, frac: float) -> tuple[int, ...]:
     """The evaluation seeds of ``recipe`` at ``frac``: 1000-1009 at 0.25, 0.35 and 0.5 and 1000-1004
-    elsewhere for tuned L2 and LRD; for the secondary recipes (amendment A3, for budget) 1000-1009 at
-    0.35, where they are searched, and 1000-1004 at every other fraction."""
+    elsewhere for tuned L2 and LRD; for the secondary recipes 1000-1009 at 0.35, where they are
+    searched and (amendment A4, for budget) only evaluated, and 1000-1004 at a fraction outside the
+    plan (a run by hand)."""
     if frac not in NEAREST:
         raise ValueError(f"frac={frac!r}; the protocol's fractions are {', '.join(map(str, FRACTIONS))}")
     if recipe in PRIMARY or frac == 0.35:
@@ -63,8 +64,8 @@ def eval_seeds(recipe: str, frac: float) -> tuple[int, ...]:
 
 
 def family_size(recipe: str) -> int:
-    """How many fractions Holm's correction counts for ``recipe``: all 8 for tuned L2 and LRD, the 3
-    planned ones (``SECONDARY_FRACTIONS``) for a secondary recipe (amendment A3)."""
+    """How many fractions Holm's correction counts for ``recipe``: all 8 for tuned L2 and LRD, the
+    planned ones (``SECONDARY_FRACTIONS``, 0.35 alone since amendment A4) for a secondary recipe."""
     return len(FRACTIONS) if recipe in PRIMARY else len(SECONDARY_FRACTIONS)
 
 
@@ -194,11 +195,11 @@ def protocol_state(recipe: str, frac: float, cache, found: dict | None = None, s
 
 def plan() -> list[tuple[str, float]]:
     """The protocol's runs in its order (``paper/protocol.md``, Evaluation): tuned L2 and LRD at every
-    fraction, the ten-seed ones first; then the secondary recipes at 0.35, 0.5 and 0.25 (amendment A3)."""
+    fraction, the ten-seed ones first; then the secondary recipes at 0.35 (amendment A4)."""
     first = (0.5, 0.35, 0.25, 0.2, 0.3, 0.4, 0.6, 0.8)
     out = [(r, f) for f in first for r in PRIMARY]
     second = [r for r in RECIPES if r not in PRIMARY]
-    return out + [(r, f) for r in second for f in (0.35, 0.5, 0.25)]   # SECONDARY_FRACTIONS, in this order
+    return out + [(r, f) for r in second for f in SECONDARY_FRACTIONS]
 
 
 def run_one(recipe: str, frac: float, evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> Path:
