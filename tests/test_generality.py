@@ -13,9 +13,9 @@ def test_plan_follows_the_design_order_and_refuses_a_fraction_outside_the_protoc
     p = G.plan(0.35, 0.5)
     labels = [s.label() for s, _ in p]
     assert labels[:5] == ["p=59", "p=97", "p=211", "width=64", "width=256"] and labels[5] == "p=401"
-    assert labels[6:10] == ["op=sub", "op=mul", "op=div", "op=quad"]
-    assert {f for _, f in p[:16]} == {0.35} and {f for _, f in p[16:]} == {0.5} and len(p) == 16 + 11
-    assert Setting.parse("lr_scale=1/3") in [s for s, _ in p] and len(G.plan(0.35)) == 16
+    assert labels[6:11] == ["op=sub", "op=mul", "op=div", "op=quad", "op=recall,p=24"]
+    assert {f for _, f in p[:17]} == {0.35} and {f for _, f in p[17:]} == {0.5} and len(p) == 17 + 11
+    assert Setting.parse("lr_scale=1/3") in [s for s, _ in p] and len(G.plan(0.35)) == 17
     with pytest.raises(ValueError, match="fraction 0.45"):
         G.plan(0.45)
 
@@ -76,5 +76,22 @@ def test_verdict_and_axis_of():
     assert A.verdict(0.5, 0.3, 0.8) == "helps" and A.verdict(2, 1.2, 3) == "hurts"
     assert A.verdict(0.9, 0.5, 1.5) == "cannot be told apart" and A.verdict(float("nan"), 0, 1) == "cannot be told apart"
     assert A.axis_of(Setting(p=97)) == ("p", 97) and A.axis_of(Setting()) == ("seed", "")
+    assert A.axis_of(Setting.parse("op=recall,p=24")) == ("op", "recall")
     with pytest.raises(ValueError, match="differs from the seed setting in 2 fields"):
         A.axis_of(Setting(p=97, width=64))
+
+
+def test_quad_runs_at_the_first_fraction_from_f_big_up_where_lrd_groks_on_the_probe_seed():
+    seen = []
+
+    def groks_from(f0):
+        def time_of(cfg):
+            seen.append((cfg.task.op, cfg.task.train_frac, cfg.seed, cfg.steps, cfg.decay.strength))
+            return 3000 if cfg.task.train_frac >= f0 - 1e-9 else None
+        return fake_sweep(time_of)[0]
+    quad = Setting(op="quad")
+    assert G.task_fraction(quad, 0.35, (0.03, 0.1), sweep=groks_from(0.55)) == 0.55
+    assert [s[1] for s in seen] == [0.35, 0.45, 0.55] and {s[2:] for s in seen} == {(100, 20000, 0.03)}
+    assert G.task_fraction(quad, 0.35, (0.03, 0.1), sweep=groks_from(1.0)) is None and seen[-1][1] == 0.85
+    seen.clear()
+    assert G.task_fraction(Setting(op="sub"), 0.35, (0.03, 0.1), sweep=groks_from(0.9)) == 0.35 and not seen

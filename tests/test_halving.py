@@ -155,5 +155,15 @@ def test_a_setting_moves_task_model_learning_rates_and_batch():
     assert luon.optim.lr == pytest.approx(1e-3 / 3) and luon.optim.muon_lr == pytest.approx(0.02 / 3) and luon.batch_size == 256
     with pytest.raises(ValueError, match="'widht=3'"):
         Setting.parse("widht=3")
-    with pytest.raises(ValueError, match="recall"):
-        Setting(op="recall")
+    with pytest.raises(ValueError, match="op='sqrt'.*recall"):
+        Setting(op="sqrt")
+
+
+def test_the_recall_setting_is_notebook_08s_task_over_its_p_symbols():
+    from lrdlib.core.recipes import Setting
+    from lrdlib.core.tasks import RECALL
+    s = Setting.parse("op=recall,p=24")
+    cfg = recipe_config("LRD", 0.03, 0.1, train_frac=0.35, seed=7, steps=10, setting=s)
+    assert (cfg.task.op, cfg.task.p, cfg.task.pairs, cfg.task.samples) == ("recall", 24, RECALL.pairs, RECALL.samples)
+    assert (cfg.task.train_frac, cfg.task.split_seed, cfg.model.vocab_size, cfg.model.seq_len) == (0.35, 7, 25, 7)
+    assert cfg.decay.strength == 0.03 and cfg.optim.weight_decay == 0.1 and s.label() == "op=recall,p=24"

@@ -41,7 +41,12 @@ def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | Non
         st = {"setting": s, "frac": frac, "records": None, "best": {}, "at_edge": {}, "missing": None}
         if bests is not None:
             try:
-                res = G.run_setting(bests, frac, s, sweep=H.stored_sweep(cache))
+                st["frac"] = G.task_fraction(s, frac, bests[lrd], lrd=lrd, sweep=H.stored_sweep(cache))
+                if st["frac"] is None:   # a² + ab + b² without a grok up to 0.9: nothing to compare
+                    st["missing"] = 0
+                    out[s.label()] = st
+                    continue
+                res = G.run_setting(bests, st["frac"], s, sweep=H.stored_sweep(cache))
                 st |= {"records": {r: v["records"] for r, v in res.items()}, "missing": 0,
                        "best": {r: v["best"] for r, v in res.items()}, "at_edge": {r: v["at_edge"] for r, v in res.items()}}
             except H.NotStored as e:
@@ -60,8 +65,11 @@ def _seed_state(cache, frac: float, lrd: str) -> dict:
 
 
 def axis_of(s: Setting) -> tuple[str, float | str]:
-    """The one field in which ``s`` differs from the seed setting, and its value (``("seed", "")``)."""
+    """The one field in which ``s`` differs from the seed setting, and its value (``("seed", "")``);
+    a task is its ``op`` (recall's number of symbols ``p`` belongs to the task)."""
     diff = [(k, v) for k, v in asdict(s).items() if v != asdict(SEED_SETTING)[k]]
+    if s.op == "recall":
+        diff = [(k, v) for k, v in diff if k != "p"]
     if len(diff) > 1:
         raise ValueError(f"setting {s.label()!r} differs from the seed setting in {len(diff)} fields; the study "
                          "varies one at a time")

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from lrdlib.core.config import RunConfig, seed_config
+from lrdlib.core.data import OPS, SEQUENCE_OPS
 from lrdlib.core.decay import DecayConfig
+from lrdlib.core.tasks import RECALL, on_task
 
 # recipe -> (centre of its Q/K knob, the decay kind on Q/K or the optimiser that carries it)
 RECIPES = {
@@ -28,8 +30,10 @@ OTHER_WD = (0.3, 1.0, 3.0)   # the grid of λₒ of a two-knob recipe (amendment
 
 @dataclass(frozen=True)
 class Setting:
-    """Where a recipe runs: the task ``op`` mod ``p``, the model's ``width`` (its MLP 4 × wider) and
-    ``depth``, every learning rate × ``lr_scale`` (AdamW's and Muon's), and the ``batch`` size. The
+    """Where a recipe runs: the task ``op`` mod ``p`` (``recall``: notebook 08's recall task over ``p``
+    symbols, its pairs and samples as in ``lrdlib.core.tasks.RECALL``), the model's ``width`` (its
+    MLP 4 × wider) and ``depth``, every learning rate × ``lr_scale`` (AdamW's and Muon's), and the
+    ``batch`` size. The
     default is the seed setting (a + b mod 113, width 128, depth 2, lr 1e-3, batch 512); a run in it
     has the same config, hence the same store key, as one made without a setting."""
 
@@ -41,9 +45,8 @@ class Setting:
     batch: int = 512
 
     def __post_init__(self) -> None:
-        if self.op == "recall":
-            raise ValueError("op='recall': the recall task needs pairs and samples; a Setting covers the pair tasks "
-                             "(add, sub, mul, div, quad)")
+        if self.op not in OPS + SEQUENCE_OPS:
+            raise ValueError(f"op={self.op!r}: expected one of {', '.join(OPS + SEQUENCE_OPS)}")
         if not self.lr_scale > 0:
             raise ValueError(f"lr_scale={self.lr_scale!r}: expected a positive factor")
 
@@ -85,8 +88,12 @@ def recipe_config(name: str, qk: float | None, other: float | None, *, train_fra
     if name not in RECIPES:
         raise ValueError(f"recipe={name!r}; valid: {', '.join(RECIPES)}")
     setting = replace(setting, **{k: kw.pop(k) for k in ("op", "p") if k in kw})   # op=/p= given directly win
+    pair = setting.op not in SEQUENCE_OPS
     base = setting.apply(seed_config("L2", 0.1, train_frac=train_frac, seed=seed, steps=steps, eval_every=eval_every,
-                                     early_stop=True, observe=observe, op=setting.op, p=setting.p, **kw))
+                                     early_stop=True, observe=observe, op=setting.op if pair else "add",
+                                     p=setting.p if pair else 113, **kw))
+    if not pair:
+        base = on_task(base, replace(RECALL, op=setting.op, p=setting.p))
     if name == "tuned L2":
         return base.replace(optim__weight_decay=qk, optim__target_weight_decay=qk)
     cfg = base.replace(optim__weight_decay=other, optim__target_weight_decay=0.0)

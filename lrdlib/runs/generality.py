@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
+from lrdlib.core.grok import endpoints
 from lrdlib.core.recipes import Setting, recipe_config
 from lrdlib.runs import halving as H
 from lrdlib.runs.profiles import run_cache
@@ -22,11 +23,13 @@ from lrdlib.runs.sweep import run_sweep
 # the axes, one at a time from the seed setting, in the design's order (scaling axes first)
 SCALING = ("p=59", "p=97", "p=211", "width=64", "width=256")
 OUT_OF_RANGE = ("p=401",)
-TASKS = ("op=sub", "op=mul", "op=div", "op=quad")
+TASKS = ("op=sub", "op=mul", "op=div", "op=quad", "op=recall,p=24")   # recall: notebook 08's, 24 symbols
 OTHER_AXES = ("depth=1", "depth=4", "lr_scale=1/3", "lr_scale=3", "batch=256", "batch=1024")
 SEARCH = H.Rung(1.0, (100,), 6000)         # one rung: search seed 100, 6,000 steps
 FACTORS = (1.0, 1 / 3, 3.0)                # λₒ (tuned L2: λ) × the protocol's best; a tie goes to the first
 EVAL = H.FIVE_SEEDS                        # 1000-1004
+PROBE_STEPS = 20000                        # a² + ab + b²: does the LRD recipe grok at the fraction at all?
+PROBE_SEED = 100
 
 
 def plan(f_big: float, f_none: float | None = None) -> list[tuple[Setting, float]]:
@@ -70,6 +73,25 @@ def run_setting(recipes: dict[str, tuple], frac: float, setting: Setting, *, swe
     return out
 
 
+def task_fraction(setting: Setting, frac: float, lrd_best: tuple, *, lrd: str = "LRD",
+                  sweep: Callable | None = None, **sweep_kw) -> float | None:
+    """The train fraction at which ``setting`` runs: ``frac``, except on a² + ab + b² (``op=quad``),
+    where the design raises it by 0.1 (up to 0.9) until the LRD recipe at its protocol best
+    ``lrd_best`` has a stable grok on seed 100 within 20,000 steps (``PROBE_STEPS``); None if it
+    has none at 0.9 either. Both recipes then run at that fraction with the knobs of ``frac``."""
+    if setting.op != "quad":
+        return frac
+    sweep = sweep or run_sweep
+    f = frac
+    while f <= 0.9 + 1e-9:
+        cfg = recipe_config(lrd, *lrd_best, train_frac=f, seed=PROBE_SEED, steps=PROBE_STEPS, setting=setting)
+        _, (rec,) = sweep([cfg], return_records=True, **sweep_kw)
+        if endpoints(rec)["stable_event"]:
+            return f
+        f = round(f + 0.1, 2)
+    return None
+
+
 def protocol_best(recipe: str, frac: float, cache) -> tuple:
     """The protocol's best (qk, other) of ``recipe`` at ``frac`` in the seed setting, from the store."""
     st = H.protocol_state(recipe, frac, cache)
@@ -98,8 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = run_cache("paper")
     for s, f in cells:
         bests = {r: protocol_best(r, f, cache) for r in ("tuned L2", a.lrd)}
-        res = run_setting(bests, f, s, cache=cache, executor="process")
-        print(f"{s.label()} at {f:g}: " + "; ".join(f"{r} best {v['best']}" + (" (at an edge)" if v["at_edge"] else "")
+        run_f = task_fraction(s, f, bests[a.lrd], lrd=a.lrd, cache=cache, executor="process")
+        if run_f is None:
+            print(f"{s.label()}: {a.lrd} has no stable grok on seed {PROBE_SEED} in {PROBE_STEPS:,} steps at any "
+                  f"fraction from {f:g} to 0.9; not run", flush=True)
+            continue
+        res = run_setting(bests, run_f, s, cache=cache, executor="process")
+        print(f"{s.label()} at {run_f:g}: " + "; ".join(f"{r} best {v['best']}" + (" (at an edge)" if v["at_edge"] else "")
                                                   for r, v in res.items()), flush=True)
     return 0
 
