@@ -95,3 +95,45 @@ def test_quad_runs_at_the_first_fraction_from_f_big_up_where_lrd_groks_on_the_pr
     assert G.task_fraction(quad, 0.35, (0.03, 0.1), sweep=groks_from(1.0)) is None and seen[-1][1] == 0.85
     seen.clear()
     assert G.task_fraction(Setting(op="sub"), 0.35, (0.03, 0.1), sweep=groks_from(0.9)) == 0.35 and not seen
+
+
+def _ptable(ratios, decisions=None):
+    import pandas as pd
+    return pd.DataFrame([{"recipe": "LRD", "endpoint": "stable", "frac": f, "ratio": r,
+                          "decision": (decisions or {}).get(f, "not decided")} for f, r in ratios.items()])
+
+
+def test_fractions_wait_for_the_whole_primary_table_then_take_the_smallest_ratio_and_the_undecided_one_nearest_1():
+    from lrdlib.analysis import generality as A
+    part = A.choose_fractions(_ptable({0.5: 0.87}))
+    assert part["f_big"] is None and part["fractions_in"] == 1 and "1 of 8" in part["sentence"]
+    ratios = dict(zip(H.FRACTIONS, [0.6, 0.4, 0.8, 0.7, 1.3, 0.87, float("nan"), 1.05]))
+    full = A.choose_fractions(_ptable(ratios, {0.25: "≥ 2× faster", 0.8: "slower"}))
+    assert full["f_big"] == 0.25 and full["f_none"] == 0.5 and "F_big = 0.25" in full["sentence"]
+    none_left = A.choose_fractions(_ptable(ratios, {f: "faster" for f in H.FRACTIONS}))
+    assert none_left["f_none"] is None and "no F_none" in none_left["sentence"]
+
+
+def test_status_scaling_statement_and_figure_from_a_made_up_store():
+    import matplotlib.pyplot as plt
+
+    from lrdlib.analysis import generality as A
+    from lrdlib.analysis.generality_figures import ratio_by_axis
+    from tests.test_protocol import FakeCache
+    cache = FakeCache(_by_width)
+    states = A.load(cache, 0.5, settings=[Setting(width=64), Setting(width=256), Setting(p=401), Setting(op="sub")])
+    st = A.status(states)
+    assert st.setting.tolist() == ["seed", "width=64", "width=256", "p=401", "op=sub"] and set(st.missing) == {0}
+    t = A.table(states, n_boot=100)
+    sc = A.scaling_statement(t)
+    assert sc["width"]["slope"] < 0 and sc["p"]["verdict"] == "too few settings"   # p=401 stays out of the fit
+    assert sc["measured"]["ratio"] == pytest.approx(t.set_index("setting").loc["p=401", "ratio"])
+    assert {"final_srank", "b_final_srank"} <= set(t.columns)
+    fig = ratio_by_axis(t, {"predicted": 0.8, "pred_lo": 0.5, "pred_hi": 1.2})
+    width_ax = fig.axes[1]
+    assert [x.get_text() for x in width_ax.get_xticklabels()] == ["64", "128", "256"]
+    assert [x.get_text() for x in fig.axes[0].get_xticklabels()] == ["113", "401"]
+    plt.close(fig)
+    empty = ratio_by_axis(A.table({}))
+    assert all("no setting" in " ".join(x.get_text() for x in ax.texts) for ax in empty.axes)
+    plt.close(empty)

@@ -20,6 +20,7 @@ from lrdlib.analysis.protocol import qk_stable_rank_at
 from lrdlib.analysis.survival import protocol_rows
 from lrdlib.core.grok import endpoints
 from lrdlib.core.recipes import SEED_SETTING, Setting
+from lrdlib.core.tasks import final_qk_stable_rank
 from lrdlib.runs import generality as G
 from lrdlib.runs import halving as H
 
@@ -55,6 +56,43 @@ def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | Non
     return out
 
 
+def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD") -> dict:
+    """``F_big`` and ``F_none`` of the design from the protocol's table (``lrdlib.analysis.protocol.table``)
+    on the primary endpoint: ``F_big`` the fraction with the smallest ratio ``recipe`` / tuned L2,
+    ``F_none`` the one whose ratio is closest to 1 (in log) among those not decided. Both None, with
+    ``fractions_in`` below 8, until every fraction is in; ``sentence`` says which."""
+    g = ptable[(ptable.recipe == recipe) & (ptable.endpoint == "stable")] if len(ptable) else ptable
+    out = {"fractions_in": int(len(g)), "of": len(H.FRACTIONS), "f_big": None, "f_none": None}
+    if len(g) < len(H.FRACTIONS):
+        out["sentence"] = (f"The protocol's primary table has {len(g)} of {len(H.FRACTIONS)} fractions; the study's "
+                           "fractions are chosen once it has all of them, so no generality run is made yet.")
+        return out
+    ok = g[np.isfinite(g.ratio.to_numpy(float))]
+    big = ok.loc[ok.ratio.idxmin()]
+    none = ok[ok.decision == "not decided"]
+    out["f_big"], out["ratio_big"] = float(big.frac), float(big.ratio)
+    if len(none):
+        row = none.iloc[int(np.abs(np.log(none.ratio.to_numpy(float))).argmin())]
+        out["f_none"], out["ratio_none"] = float(row.frac), float(row.ratio)
+    out["sentence"] = (f"F_big = {out['f_big']:g} ({recipe} / tuned L2 = {out['ratio_big']:.2f}, the smallest ratio); "
+                       + (f"F_none = {out['f_none']:g} (ratio {out['ratio_none']:.2f}, closest to 1 of the fractions not "
+                          "decided)." if out["f_none"] is not None else "no fraction is left undecided, so there is no F_none."))
+    return out
+
+
+def status(states: dict[str, dict]) -> pd.DataFrame:
+    """One row per setting of ``load``: its ``axis`` and ``value``, the fraction it runs at, and the
+    runs still missing from the store (0: complete) or the best (qk, λₒ) each recipe's short
+    search found."""
+    rows = []
+    for label, st in states.items():
+        axis, value = axis_of(st["setting"])
+        rows.append({"setting": label or "seed", "axis": axis, "value": value, "frac": st["frac"],
+                     "missing": st["missing"], **{f"best {r}": v for r, v in st["best"].items()},
+                     "at an edge": ", ".join(r for r, e in st["at_edge"].items() if e) or ""})
+    return pd.DataFrame(rows)
+
+
 def _seed_state(cache, frac: float, lrd: str) -> dict:
     st = {"setting": SEED_SETTING, "frac": frac, "records": None, "best": {}, "at_edge": {}, "missing": None}
     states = {r: H.protocol_state(r, frac, cache) for r in (REFERENCE, lrd)}
@@ -80,8 +118,9 @@ def table(states: dict[str, dict], n_boot: int = 2000) -> pd.DataFrame:
     """One row per setting with both recipes' evaluations in the store: the setting's ``axis`` and
     ``value``, its ``width``/``depth``/``p``/``lr``/``batch``/``op``, the primary endpoint's paired
     row (``protocol_rows``: events, KM medians, ``ratio`` [``lo``, ``hi``], sign-test ``p``; no
-    multiplicity correction, each setting is a description), ``hold5k`` events of both recipes, and
-    LRD's median Q/K stable rank at its stable grok with the width (``rank_bound``)."""
+    multiplicity correction, each setting is a description), ``hold5k`` events of both recipes,
+    LRD's median Q/K stable rank at its stable grok with the width (``rank_bound``), and the median
+    final Q/K stable rank of LRD (``final_srank``) and of tuned L2 (``b_final_srank``)."""
     rows = []
     for label, st in states.items():
         if not st["records"]:
@@ -99,6 +138,8 @@ def table(states: dict[str, dict], n_boot: int = 2000) -> pd.DataFrame:
                                             "hi", "p")},
                      "a_hold5k": held["a_events"], "b_hold5k": held["b_events"],
                      "srank_at_grok": float(np.median([qk_stable_rank_at(r, e["stable"]) for r, e in zip(a, ea)])),
+                     "final_srank": float(np.median([final_qk_stable_rank(r) for r in a])),
+                     "b_final_srank": float(np.median([final_qk_stable_rank(r) for r in b])),
                      "rank_bound": a[0]["config"]["model"]["dim"]})
     return pd.DataFrame(rows)
 
@@ -149,4 +190,24 @@ def settings_entry(tab: pd.DataFrame) -> list[dict]:
     return [{"setting": r.setting, "width": int(r.width), "depth": int(r.depth), "p": int(r.p_mod), "lr": float(r.lr),
              "batch": int(r.batch), "op": r.op, "frac": float(r.frac), "ratio": float(r.ratio), "lo": float(r.lo),
              "hi": float(r.hi), "verdict": verdict(r.ratio, r.lo, r.hi), "srank_at_grok": float(r.srank_at_grok),
+             "final_srank": float(r.final_srank), "b_final_srank": float(r.b_final_srank),
              "rank_bound": int(r.rank_bound)} for r in tab.itertuples()]
+
+
+OUT_OF_RANGE_P = 401   # the measured step outside the fitted range (``paper/generality.md``)
+
+
+def scaling_statement(tab: pd.DataFrame) -> dict:
+    """The design's scaling statement: ``trend`` over width and over p (p = 401 left out of the fit),
+    the fit's prediction at p = 401, and, once its runs are in, the measured ratio there with
+    ``inside`` (whether the measured ratio lies in the prediction's interval)."""
+    out_p = (tab.axis == "p") & (tab.value == OUT_OF_RANGE_P) if len(tab) else pd.Series(dtype=bool)
+    fit = tab[~out_p] if len(tab) else tab
+    p_trend = trend(fit, "p", at=OUT_OF_RANGE_P) if len(fit) else {"axis": "p", "n": 0, "verdict": "too few settings"}
+    w_trend = trend(fit, "width") if len(fit) else {"axis": "width", "n": 0, "verdict": "too few settings"}
+    out = {"width": w_trend, "p": p_trend, "measured": None}
+    if len(tab) and out_p.any():
+        r = tab[out_p].iloc[0]
+        out["measured"] = {"ratio": float(r.ratio), "lo": float(r.lo), "hi": float(r.hi),
+                           "inside": bool(p_trend.get("pred_lo", np.nan) <= r.ratio <= p_trend.get("pred_hi", np.nan))}
+    return out
