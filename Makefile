@@ -12,6 +12,7 @@
 #   make protocol                  train the fair comparison's runs (paper/protocol.md) into the store, in its order;
 #                                  hours: checkpointed, stop it any time, run again to go on (notebook 09 reads them)
 #   make verify                    replay N=3 committed runs made on this processor, compare their histories
+#   make verify OBSERVED=1         ... among the protocol's and the generality study's runs only
 #   make lab                       JupyterLab on notebooks/ (Run All reads the store) beside build/notebooks/ (executed copies)
 #   make benchmark                 benchmarks/step_time.py (ms per training step, ratio to reference)
 #   make paper                     the manuscript: numbers -> paper/macros.tex, latexmk -> build/paper/main.pdf
@@ -88,7 +89,7 @@ reproduce: venv check-device
 notebook: reproduce
 
 verify: venv
-	$(PY) -m lrdlib.runs.verify -n $(N)
+	$(PY) -m lrdlib.runs.verify -n $(N) $(if $(OBSERVED),--observed)
 
 protocol: venv
 	$(PY) -m lrdlib.runs.halving --all

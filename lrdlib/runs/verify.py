@@ -121,11 +121,15 @@ def _device_here(record: dict) -> bool:
     return kind == "cpu" or (kind == "cuda" and torch.cuda.is_available())
 
 
-def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_processor: bool = False) -> tuple[list, list]:
+def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_processor: bool = False,
+           observed: bool = False) -> tuple[list, list]:
     """(records to replay, records skipped with the reason): those of ``keys``, or ``n`` drawn with
     ``seed`` among the finished runs made on this machine's processor (on any with
-    ``any_processor``). A run of a device this machine lacks is skipped, never lost mid-way."""
-    ok = [r for r in store.records() if r.get("status") == "ok"]
+    ``any_processor``; with ``observed`` only among runs with an observation window after the grok,
+    those of the protocol and the generality study). A run of a device this machine lacks is
+    skipped, never lost mid-way."""
+    ok = [r for r in store.records() if r.get("status") == "ok"
+          and (not observed or keys or r["config"].get("observe", 0) > 0)]
     if keys:
         by_key = {r["key"]: r for r in ok}
         missing = [k for k in keys if k not in by_key]
@@ -145,20 +149,22 @@ def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_proc
 
 
 def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=None,
-           keys: Sequence[str] | None = None, any_processor: bool = False, log: Path | None = None) -> list[dict]:
+           keys: Sequence[str] | None = None, any_processor: bool = False, log: Path | None = None,
+           observed: bool = False) -> list[dict]:
     """Retrain ``n`` random stored runs (their first ``max_steps`` steps, in a fresh process) and
     compare their histories; returns one row per run. ``keys`` replays those runs instead;
-    ``any_processor`` samples among runs made on any processor (see the module docstring); ``log``
+    ``any_processor`` samples among runs made on any processor (see the module docstring);
+    ``observed`` among the protocol's and the generality study's runs only (``choose``); ``log``
     (a JSON-lines file; ``make verify``: ``build/verify.jsonl``, git-ignored) gets one line for the check (``log_check``)."""
     if not isinstance(max_steps, int) or max_steps < 0:
         raise ValueError(f"max_steps={max_steps!r}: expected a whole number of steps >= 0 (0: the whole run)")
     store = store or ResultStore()
     seed = int(time.time()) % 100_000 if seed is None else seed
-    sample, skipped = choose(store, n, seed, keys, any_processor)
+    sample, skipped = choose(store, n, seed, keys, any_processor, observed)
     for r, why in skipped:
         print(f"verify: skipped {r['key']}: {why}")
     if not sample and not keys:
-        return determinism_here(store, seed, max_steps)
+        return determinism_here(store, seed, max_steps, observed)
     how = "the runs asked for" if keys else f"{len(sample)} stored runs (sample seed {seed}; repeat with --seed {seed})"
     print(f"verify: {how}, each replayed for its first {max_steps if max_steps > 0 else 'all'} steps, "
           f"here on {processor('cpu')}")
@@ -195,12 +201,13 @@ def verify(n: int = 3, seed: int | None = None, max_steps: int = 1000, store=Non
     return rows
 
 
-def determinism_here(store, seed: int, max_steps: int) -> list[dict]:
+def determinism_here(store, seed: int, max_steps: int, observed: bool = False) -> list[dict]:
     """Where no stored run was made on this processor: replay one stored run twice here (its first
     ``max_steps`` steps, each in a fresh process) and compare the two replays with each other (the
     same config and seed give the same history on one device); the distance to the stored history
     is printed, as information about rounding across processors, not as a failure."""
-    ok = [r for r in store.records() if r.get("status") == "ok" and _device_here(r)]
+    ok = [r for r in store.records() if r.get("status") == "ok" and _device_here(r)
+          and (not observed or r["config"].get("observe", 0) > 0)]
     r = random.Random(seed).choice(sorted(ok, key=lambda r: r["key"]))
     k = replay_steps(r, max_steps)
     print(f"verify: no stored run was made on this processor ({processor('cpu')}); replaying {r['key']} twice here "
@@ -227,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--keys", nargs="+", default=None, help="replay these stored runs instead of a sample")
     ap.add_argument("--any-processor", action="store_true",
                     help="sample among runs made on any processor, not only on this machine's")
+    ap.add_argument("--observed", action="store_true",
+                    help="sample among the runs with an observation window (the protocol's, the generality study's)")
     ap.add_argument("--log", default=None,
                     help="append the check to this JSON-lines file ('-': none; default: build/verify.jsonl)")
     a = ap.parse_args(argv)
@@ -235,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.max_steps < 0:
         raise SystemExit(f"--max-steps {a.max_steps}: expected a whole number of steps >= 0 (0: the whole run)")
     root = repo_root()
-    rows = verify(a.n, a.seed, a.max_steps, keys=a.keys, any_processor=a.any_processor,
+    rows = verify(a.n, a.seed, a.max_steps, keys=a.keys, any_processor=a.any_processor, observed=a.observed,
                   log=None if a.log == "-" else Path(a.log) if a.log else (root or Path.cwd()) / "build" / "verify.jsonl")
     return 0 if all(r["equal"] for r in rows) else 1
 
