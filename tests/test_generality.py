@@ -109,7 +109,10 @@ def test_fractions_wait_for_the_whole_primary_table_then_take_the_smallest_ratio
     assert part["f_big"] is None and part["fractions_in"] == 1 and "1 of 8" in part["sentence"]
     ratios = dict(zip(H.FRACTIONS, [0.6, 0.4, 0.8, 0.7, 1.3, 0.87, float("nan"), 1.05]))
     full = A.choose_fractions(_ptable(ratios, {0.25: "≥ 2× faster", 0.8: "slower"}))
-    assert full["f_big"] == 0.25 and full["f_none"] == 0.5 and "F_big = 0.25" in full["sentence"]
+    assert full["f_big"] == 0.25 and full["f_none"] == 0.5 and "F_big = 0.25" in full["sentence"] and full["lrd"] == "LRD"
+    svt = _ptable(ratios).assign(recipe="SVT", ratio=0.3)
+    import pandas as pd
+    assert A.choose_fractions(pd.concat([_ptable(ratios), svt]))["lrd"] == "SVT"   # the family's best at F_big
     none_left = A.choose_fractions(_ptable(ratios, {f: "faster" for f in H.FRACTIONS}))
     assert none_left["f_none"] is None and "no F_none" in none_left["sentence"]
 

@@ -26,6 +26,7 @@ from lrdlib.runs import halving as H
 
 REFERENCE = "tuned L2"
 BASE_LR = 1e-3   # the seed setting's AdamW learning rate (``lr_scale`` multiplies it)
+LRD_FAMILY = ("LRD", "exact polar", "SVT")   # the nuclear-norm decays the study may carry as "the best LRD recipe"
 
 
 def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | None = None) -> dict[str, dict]:
@@ -59,24 +60,30 @@ def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | Non
 def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD") -> dict:
     """``F_big`` and ``F_none`` of the design from the protocol's table (``lrdlib.analysis.protocol.table``)
     on the primary endpoint: ``F_big`` the fraction with the smallest ratio ``recipe`` / tuned L2,
-    ``F_none`` the one whose ratio is closest to 1 (in log) among those not decided. Both None, with
-    ``fractions_in`` below 8, until every fraction is in; ``sentence`` says which."""
+    ``F_none`` the one whose ratio is closest to 1 (in log) among those not decided; ``lrd``, the
+    recipe of ``LRD_FAMILY`` with the smallest ratio at ``F_big`` (the design's "best LRD recipe").
+    Both fractions None, with ``fractions_in`` below 8, until every fraction is in; ``sentence``
+    says which."""
     g = ptable[(ptable.recipe == recipe) & (ptable.endpoint == "stable")] if len(ptable) else ptable
-    out = {"fractions_in": int(len(g)), "of": len(H.FRACTIONS), "f_big": None, "f_none": None}
+    out = {"fractions_in": int(len(g)), "of": len(H.FRACTIONS), "f_big": None, "f_none": None, "lrd": recipe}
     if len(g) < len(H.FRACTIONS):
         out["sentence"] = (f"The protocol's primary table has {len(g)} of {len(H.FRACTIONS)} fractions; the study's "
                            "fractions are chosen once it has all of them, so no generality run is made yet.")
         return out
     ok = g[np.isfinite(g.ratio.to_numpy(float))]
-    big = ok.loc[ok.ratio.idxmin()]
+    big = ok.iloc[int(ok.ratio.to_numpy(float).argmin())]
     none = ok[ok.decision == "not decided"]
     out["f_big"], out["ratio_big"] = float(big.frac), float(big.ratio)
     if len(none):
         row = none.iloc[int(np.abs(np.log(none.ratio.to_numpy(float))).argmin())]
         out["f_none"], out["ratio_none"] = float(row.frac), float(row.ratio)
+    family = ptable[ptable.recipe.isin(LRD_FAMILY) & (ptable.endpoint == "stable") & (ptable.frac == out["f_big"])]
+    family = family[np.isfinite(family.ratio.to_numpy(float))]
+    out["lrd"] = str(family.iloc[int(family.ratio.to_numpy(float).argmin())].recipe) if len(family) else recipe
     out["sentence"] = (f"F_big = {out['f_big']:g} ({recipe} / tuned L2 = {out['ratio_big']:.2f}, the smallest ratio); "
                        + (f"F_none = {out['f_none']:g} (ratio {out['ratio_none']:.2f}, closest to 1 of the fractions not "
-                          "decided)." if out["f_none"] is not None else "no fraction is left undecided, so there is no F_none."))
+                          "decided)." if out["f_none"] is not None else "no fraction is left undecided, so there is no F_none.")
+                       + f" The best LRD recipe at F_big: {out['lrd']}.")
     return out
 
 
