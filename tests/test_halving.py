@@ -69,7 +69,9 @@ def test_search_extends_the_grid_past_an_edge_at_most_twice():
 def test_one_knob_recipes_search_five_points_two_knob_ones_three_by_three():
     assert H._grid("tuned L2", {}) == ([0.1, 0.3, 1.0, 3.0, 10.0], [None])
     assert H._grid("no Q/K decay", {"other": [3]}) == ([None], [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
-    assert H._grid("Luon", {}) == ([0.15, 0.5, 1.5], [0.3, 1.0, 3.0])
+    assert H._grid("Luon", {}) == ([3.0, 10.0, 30.0], [0.1, 0.3, 1.0])   # amendment A5
+    assert H._grid("exact polar", {"other": [-3]}) == ([0.09, 0.3, 0.9], [0.03, 0.1, 0.3, 1.0])
+    assert H._grid("LRD", {}) == ([0.003, 0.01, 0.03], [0.3, 1.0, 3.0])   # as searched before A5
     assert H.score([fake_record(recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=100, steps=1000), None)])[0] == math.inf
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from lrdlib.analysis.frames import records_cost
 from lrdlib.analysis.survival import km_median, protocol_rows
 from lrdlib.core.grok import HOLD_LONG, endpoints
-from lrdlib.core.recipes import OTHER_WD, RECIPES, SEED_SETTING, Setting, recipe_config
+from lrdlib.core.recipes import OTHER_WD, OTHER_WD_SECONDARY, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.runs import halving as H
 from lrdlib.runs.store import ResultStore, spectra_steps
 
@@ -39,7 +39,8 @@ def spec() -> dict:
             "eval_seeds_secondary": {str(f): list(H.eval_seeds("SVT", f)) for f in H.SECONDARY_FRACTIONS},
             "holm_family": {r: H.family_size(r) for r in RECIPES if r != REFERENCE},
             "rungs": [{"keep": r.keep, "seeds": list(r.seeds), "steps": r.steps} for r in H.RUNGS],
-            "grids": {"other_wd": list(OTHER_WD), "qk_centres": {k: v[0] for k, v in RECIPES.items()}},
+            "grids": {"other_wd": list(OTHER_WD), "other_wd_secondary": list(OTHER_WD_SECONDARY),
+                      "qk_centres": {k: v[0] for k, v in RECIPES.items()}},
             "searched_at": {r: {str(f): H.searched_at(r, f) for f in H.FRACTIONS} for r in RECIPES},
             "budget": H.BUDGET,
             "observe": {"min": inspect.signature(recipe_config).parameters["observe"].default,
@@ -52,7 +53,9 @@ def spec() -> dict:
                            "A3 (budget, before any secondary run): secondary recipes evaluated at 0.25, 0.35, 0.5 "
                            "with 5, 10, 5 seeds; Holm over those 3 fractions",
                            "A4 (budget, before any secondary run): secondary recipes evaluated at 0.35 only, "
-                           "10 seeds; Holm over that 1 fraction"]}
+                           "10 seeds; Holm over that 1 fraction",
+                           "A5 (search, before any secondary run): secondary recipes' Q/K centres at their own best of "
+                           "notebooks 05-07 (polar, SVT 0.3; Luon 10; fixed norm 0.3), their λₒ on {0.1, 0.3, 1}"]}
 
 
 def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,

@@ -15,17 +15,20 @@ from lrdlib.core.data import OPS, SEQUENCE_OPS
 from lrdlib.core.decay import DecayConfig
 from lrdlib.core.tasks import RECALL, on_task
 
-# recipe -> (centre of its Q/K knob, the decay kind on Q/K or the optimiser that carries it)
+# recipe -> (centre of its Q/K knob, the decay kind on Q/K or the optimiser that carries it); the
+# secondary recipes' centres are their own best of notebooks 05/06 and r_LRD of notebook 07,
+# rounded to the half-decade series (amendment A5 of the protocol; was 0.01, 0.01, 0.5, 0.5)
 RECIPES = {
     "tuned L2": (1.0, None),
     "LRD": (0.01, "lrd_ns"),
-    "exact polar": (0.01, "lrd_polar"),
-    "SVT": (0.01, "svt"),
-    "Luon": (0.5, "luon"),
-    "fixed norm": (0.5, "fixed_norm"),
+    "exact polar": (0.3, "lrd_polar"),
+    "SVT": (0.3, "svt"),
+    "Luon": (10.0, "luon"),
+    "fixed norm": (0.3, "fixed_norm"),
     "no Q/K decay": (None, None),
 }
-OTHER_WD = (0.3, 1.0, 3.0)   # the grid of λₒ of a two-knob recipe (amendment A1 of the protocol)
+OTHER_WD = (0.3, 1.0, 3.0)   # the grid of λₒ of LRD (amendment A1 of the protocol)
+OTHER_WD_SECONDARY = (0.1, 0.3, 1.0)   # of a secondary two-knob recipe (amendment A5)
 
 
 @dataclass(frozen=True)

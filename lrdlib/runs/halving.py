@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrdlib.core.grok import endpoints
-from lrdlib.core.recipes import OTHER_WD, RECIPES, SEED_SETTING, Setting, recipe_config
+from lrdlib.core.recipes import OTHER_WD, OTHER_WD_SECONDARY, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.core.training import strict_json
 from lrdlib.runs.paths import results_dir
 from lrdlib.runs.profiles import run_cache
@@ -108,15 +108,17 @@ def halving(cells: Sequence, make: Callable, rungs: Sequence[Rung] = RUNGS, *, s
 
 
 def _grid(recipe: str, ext: dict) -> tuple[list, list]:
-    """(Q/K knob, λₒ) values: 5 half-decade points for a one-knob recipe, 3 × 3 for a two-knob one,
-    each grown by the steps in ``ext`` past an edge."""
+    """(Q/K knob, λₒ) values: 5 half-decade points for a one-knob recipe, 3 × 3 for a two-knob one
+    (λₒ: ``OTHER_WD`` for LRD, ``OTHER_WD_SECONDARY`` for a secondary recipe, amendment A5), each
+    grown by the steps in ``ext`` past an edge."""
     centre = RECIPES[recipe][0]
     if centre is None or recipe == "tuned L2":
         c, n = (centre, "qk") if centre is not None else (1.0, "other")
         one = sorted({*log_grid(c, 5), *(strength_at(c, k) for k in ext.get(n, ()))})
         return (one, [None]) if n == "qk" else ([None], one)
     qk = sorted({*log_grid(centre, 3), *(strength_at(centre, k) for k in ext.get("qk", ()))})
-    other = sorted({*OTHER_WD, *(strength_at(1.0, k) for k in ext.get("other", ()))})
+    base = OTHER_WD if recipe in PRIMARY else OTHER_WD_SECONDARY   # amendment A5
+    other = sorted({*base, *(strength_at(1.0, k) for k in ext.get("other", ()))})
     return qk, other
 
 
