@@ -175,6 +175,33 @@ def per_run(states: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def s1_table(states: dict, cache) -> pd.DataFrame:
+    """Sensitivity S1 (``lrdlib.runs.halving.S1_CELLS``): per dropped cell and search seed, the run
+    made for the evaluation's budget (first, stable grok, hold5k, collapses, final accuracy; ``None``
+    while not stored), with ``score`` (the cell's median stable grok over both seeds, as the search
+    scores, inf when fewer than half have one) against ``chosen`` (the rung-1 score of the setting
+    the search chose) and ``would_win`` (score < chosen: a search that had let this cell run on
+    would have chosen it, so the recipe's evaluation depends on the rung-0 cut)."""
+    rows = []
+    for (r, f), cells in H.S1_CELLS.items():
+        st = states.get((r, f))
+        top = next((x for x in (st or {}).get("search_rows", []) if x["cell"] == st["best"]), None) if st else None
+        chosen = top["score"][0] if top else math.nan
+        cfgs = H.s1_configs(r, f)
+        recs = [cache.load(c) for c in cfgs]
+        for (qk, other) in cells:
+            mine = [(c, x) for c, x in zip(cfgs, recs) if (c.optim.weight_decay if r == REFERENCE else c.decay.strength) == qk]
+            done = [x for _, x in mine if x is not None]
+            score = H.score(done)[0] if len(done) == len(mine) else math.nan
+            for c, x in mine:
+                e = endpoints(x) if x is not None else {}
+                rows.append({"recipe": r, "frac": f, "qk": qk, "other": other, "seed": c.seed, "stored": x is not None,
+                             **{k: e.get(k) for k in ("first", "stable", "stable_event", "hold5k_event", "collapses",
+                                                      "final_val_acc", "last")},
+                             "score": score, "chosen": chosen, "would_win": bool(score < chosen)})
+    return pd.DataFrame(rows)
+
+
 def endpoint_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per recipe and fraction, what the endpoints see beyond the grok: ``n`` runs, ``first`` and
     ``stable`` groks, ``hold5k`` (groks held 5,000 steps), ``collapsed`` (runs that fell below the floor after a first grok; ``falls``:

@@ -195,6 +195,21 @@ def protocol_state(recipe: str, frac: float, cache, found: dict | None = None, s
     return out
 
 
+# sensitivity S1 (paper/protocol.md, after seeing the evaluation at 0.35): the weaker decays that
+# tuned L2's search dropped at rung 0 for no stable grok within 4,000 steps, run on the search
+# seeds for the evaluation's budget with its observation window: does one grok later and hold?
+S1_CELLS = {("tuned L2", 0.35): ((0.1, None), (0.3, None)), ("tuned L2", 0.5): ((0.1, None), (0.3, None))}
+
+
+def s1_configs(recipe: str, frac: float, setting: Setting = SEED_SETTING) -> list:
+    """The runs of sensitivity S1 for ``recipe`` at ``frac``: each cell of ``S1_CELLS`` on search
+    seeds 100 and 101 for ``BUDGET`` steps (the evaluation runs' budget and observation window)."""
+    if (recipe, frac) not in S1_CELLS:
+        raise ValueError(f"({recipe!r}, {frac!r}): sensitivity S1 covers {', '.join(map(str, S1_CELLS))}")
+    return [recipe_config(recipe, qk, other, train_frac=frac, seed=s, steps=BUDGET, setting=setting)
+            for qk, other in S1_CELLS[recipe, frac] for s in RUNGS[-1].seeds]
+
+
 def plan() -> list[tuple[str, float]]:
     """The protocol's runs in its order (``paper/protocol.md``, Evaluation): tuned L2 and LRD at every
     fraction, the ten-seed ones first; then the secondary recipes at 0.35 (amendment A4)."""
@@ -227,9 +242,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--frac", type=float)
     ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
     ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation)")
+    ap.add_argument("--s1", action="store_true", help="sensitivity S1: the weaker decays tuned L2's search dropped "
+                    "at rung 0, on the search seeds for the full budget (S1_CELLS)")
     ap.add_argument("--setting", default="", help="where to run, e.g. 'p=97,width=256' or 'lr_scale=1/3' "
                     "(lrdlib.core.recipes.Setting; default: the seed setting)")
     a = ap.parse_args(argv)
+    if a.s1:
+        cfgs = [c for r, f in S1_CELLS for c in s1_configs(r, f)]
+        run_sweep(cfgs, cache=run_cache("paper"), executor="process")
+        return 0
     if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
         ap.error("give --all, or both --recipe and --frac")
     kw = {"cache": run_cache("paper"), "executor": "process"}
