@@ -138,3 +138,28 @@ def test_a_setting_reads_its_own_runs_only():
     cache = FakeCache(lrd_fast, have=lambda cfg: cfg.model.dim == 256)
     assert P.load(cache, recipes=("LRD",), fracs=(0.5,), setting=wide)[("LRD", 0.5)]["best"] == (0.01, 1.0)
     assert P.load(cache, recipes=("LRD",), fracs=(0.5,))[("LRD", 0.5)]["best"] is None   # the seed setting has none
+
+
+def test_sensitivity_s1_reads_the_dropped_weaker_decays_on_the_search_seeds_and_says_if_one_would_win():
+    """λ 1 groks at 3,000 and is chosen; λ 0.3 has no grok within any search rung but, run for the
+    evaluation's budget, groks at 2,000 and holds: a search without the rung-0 cut would pick it."""
+    def time_of(cfg):
+        lam = cfg.optim.weight_decay
+        if lam == 1.0:
+            return 3000
+        return 2000 if lam == 0.3 and cfg.steps == H.BUDGET else None
+    cache = FakeCache(time_of)
+    states = P.load(cache, recipes=["tuned L2"], fracs=[0.35, 0.5])
+    assert states[("tuned L2", 0.35)]["best"] == (1.0, None)
+    s1 = P.s1_table(states, cache)
+    assert len(s1) == 8 and set(s1.seed) == {100, 101} and s1.stored.all()
+    at = s1[s1.frac == 0.35].set_index(["qk", "seed"])
+    assert at.loc[(0.3, 100), "score"] == 2000 and at.loc[(0.3, 100), "chosen"] == 3000 and at.loc[(0.3, 101), "would_win"]
+    assert at.loc[(0.1, 100), "score"] == math.inf and not at.loc[(0.1, 100), "would_win"]
+    assert at.loc[(0.3, 100), "hold5k_event"] and not at.loc[(0.1, 101), "stable_event"]
+    missing = P.s1_table(states, FakeCache(time_of, have=lambda c: c.steps != H.BUDGET or c.seed >= 1000))
+    assert not missing.stored.any() and not missing.would_win.any() and missing.score.isna().all()
+    words = P.s1_sentence(s1)
+    assert "S1 at 0.35: tuned L2 at λ 0.3, dropped at rung 0, would have won" in words and "λ 0.1: none" in words
+    assert "depends on the rung-0 cut" in words and "S1 at 0.5" in words
+    assert P.s1_sentence(missing).startswith("S1 at 0.35: 0 of 4 runs stored, no reading yet.")

@@ -202,6 +202,28 @@ def s1_table(states: dict, cache) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def s1_sentence(s1: pd.DataFrame) -> str:
+    """Sensitivity S1 in words, per fraction: how many of its runs are stored, and once all are,
+    whether a dropped weaker decay would have won the search (``would_win``), with the scores."""
+    out = []
+    for (r, f), g in s1.groupby(["recipe", "frac"], sort=False):
+        if not g.stored.all():
+            out.append(f"S1 at {f:g}: {int(g.stored.sum())} of {len(g)} runs stored, no reading yet.")
+            continue
+        cells = g.drop_duplicates("qk")
+        scores = ", ".join(f"λ {c.qk:g}: {'none' if math.isinf(c.score) else f'{c.score:,.0f}'}" for c in cells.itertuples())
+        held = f"{int(g.hold5k_event.sum())} of {len(g)} of these runs hold 5,000 steps"
+        if g.would_win.any():
+            win = ", ".join(f"{c.qk:g}" for c in cells.itertuples() if c.would_win)
+            out.append(f"S1 at {f:g}: {r} at λ {win}, dropped at rung 0, would have won its search run for the full budget "
+                       f"(median stable grok on the search seeds {scores}; the chosen λ's {cells.chosen.iloc[0]:,.0f}); "
+                       f"{held}: {r}'s evaluation at {f:g} depends on the rung-0 cut.")
+        else:
+            out.append(f"S1 at {f:g}: no weaker decay dropped at rung 0 would have won {r}'s search run for the full budget "
+                       f"(median stable grok on the search seeds {scores}; the chosen λ's {cells.chosen.iloc[0]:,.0f}); {held}.")
+    return " ".join(out)
+
+
 def endpoint_summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Per recipe and fraction, what the endpoints see beyond the grok: ``n`` runs, ``first`` and
     ``stable`` groks, ``hold5k`` (groks held 5,000 steps), ``collapsed`` (runs that fell below the floor after a first grok; ``falls``:
