@@ -113,6 +113,11 @@ def test_fractions_wait_for_the_whole_primary_table_then_take_the_smallest_ratio
     svt = _ptable(ratios).assign(recipe="SVT", ratio=0.3)
     import pandas as pd
     assert A.choose_fractions(pd.concat([_ptable(ratios), svt]))["lrd"] == "SVT"   # the family's best at F_big
+    pstatus = pd.DataFrame([{"recipe": "SVT", "frac": 0.25, "evaluation": "3/10"},
+                            {"recipe": "exact polar", "frac": 0.5, "evaluation": "0/10"}])
+    wait = A.choose_fractions(_ptable(ratios), pstatus=pstatus)
+    assert wait["lrd"] is None and "waits for the evaluation of SVT" in wait["sentence"]
+    assert A.choose_fractions(_ptable(ratios), pstatus=pstatus.assign(evaluation="not planned"))["lrd"] == "LRD"
     none_left = A.choose_fractions(_ptable(ratios, {f: "faster" for f in H.FRACTIONS}))
     assert none_left["f_none"] is None and "no F_none" in none_left["sentence"]
 

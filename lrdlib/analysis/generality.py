@@ -57,13 +57,14 @@ def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | Non
     return out
 
 
-def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD") -> dict:
+def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD", pstatus: pd.DataFrame | None = None) -> dict:
     """``F_big`` and ``F_none`` of the design from the protocol's table (``lrdlib.analysis.protocol.table``)
     on the primary endpoint: ``F_big`` the fraction with the smallest ratio ``recipe`` / tuned L2,
     ``F_none`` the one whose ratio is closest to 1 (in log) among those not decided; ``lrd``, the
     recipe of ``LRD_FAMILY`` with the smallest ratio at ``F_big`` (the design's "best LRD recipe").
-    Both fractions None, with ``fractions_in`` below 8, until every fraction is in; ``sentence``
-    says which."""
+    Both fractions None, with ``fractions_in`` below 8, until every fraction is in; ``lrd`` None
+    while a recipe of the family planned at ``F_big`` has not finished its evaluation there (from
+    ``pstatus``, ``lrdlib.analysis.protocol.status``); ``sentence`` says which."""
     g = ptable[(ptable.recipe == recipe) & (ptable.endpoint == "stable")] if len(ptable) else ptable
     out = {"fractions_in": int(len(g)), "of": len(H.FRACTIONS), "f_big": None, "f_none": None, "lrd": recipe}
     if len(g) < len(H.FRACTIONS):
@@ -80,6 +81,14 @@ def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD") -> dict:
     family = ptable[ptable.recipe.isin(LRD_FAMILY) & (ptable.endpoint == "stable") & (ptable.frac == out["f_big"])]
     family = family[np.isfinite(family.ratio.to_numpy(float))]
     out["lrd"] = str(family.iloc[int(family.ratio.to_numpy(float).argmin())].recipe) if len(family) else recipe
+    if pstatus is not None:
+        st = pstatus[pstatus.recipe.isin(LRD_FAMILY) & (pstatus.frac == out["f_big"])]
+        waiting = [r for r, e in zip(st.recipe, st.evaluation) if e != "not planned" and e.split("/")[0] != e.split("/")[1]]
+        if waiting:
+            out["lrd"] = None
+            out["sentence"] = (f"F_big = {out['f_big']:g} ({recipe} / tuned L2 = {out['ratio_big']:.2f}); the best LRD recipe "
+                               f"there waits for the evaluation of {', '.join(waiting)}, so no generality run is made yet.")
+            return out
     out["sentence"] = (f"F_big = {out['f_big']:g} ({recipe} / tuned L2 = {out['ratio_big']:.2f}, the smallest ratio); "
                        + (f"F_none = {out['f_none']:g} (ratio {out['ratio_none']:.2f}, closest to 1 of the fractions not "
                           "decided)." if out["f_none"] is not None else "no fraction is left undecided, so there is no F_none.")
