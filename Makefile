@@ -89,7 +89,7 @@ reproduce: venv check-device
 notebook: reproduce
 
 verify: venv
-	$(PY) -m lrdlib.runs.verify -n $(N) $(if $(OBSERVED),--observed)
+	$(PY) -m lrdlib.runs.verify -n $(N) $(if $(filter 1 yes true,$(OBSERVED)),--observed)
 
 protocol: venv
 	$(PY) -m lrdlib.runs.halving --all

@@ -163,3 +163,20 @@ def test_sensitivity_s1_reads_the_dropped_weaker_decays_on_the_search_seeds_and_
     assert "S1 at 0.35: tuned L2 at λ 0.3, dropped at rung 0, would have won" in words and "λ 0.1: none" in words
     assert "depends on the rung-0 cut" in words and "S1 at 0.5" in words
     assert P.s1_sentence(missing).startswith("S1 at 0.35: 0 of 4 runs stored, no reading yet.")
+    unsearched = P.s1_table({}, cache)   # the search it is read against is not in the states
+    assert unsearched.chosen.isna().all() and "search it is read against is not complete" in P.s1_sentence(unsearched)
+
+
+def test_a_protocol_run_is_one_of_the_seed_setting_and_a_hand_run_of_a_secondary_recipe_stays_out_of_the_table():
+    from lrdlib.core.recipes import Setting, recipe_config
+    cfg = recipe_config("LRD", 0.03, 0.1, train_frac=0.35, seed=1000, steps=20000)
+    assert P.is_protocol_run(fake_record(cfg, 2000))
+    for s in (Setting(width=64), Setting(lr_scale=3.0), Setting(batch=256), Setting(depth=1), Setting(op="sub")):
+        other = recipe_config("LRD", 0.03, 0.1, train_frac=0.35, seed=1000, steps=20000, setting=s)
+        assert not P.is_protocol_run(fake_record(other, 2000)), s
+    assert not P.is_protocol_run(fake_record(cfg.replace(seed=2000), 2000))
+    cache = FakeCache(lrd_fast)
+    states = P.load(cache, recipes=["tuned L2", "SVT"], fracs=[0.35, 0.5])   # SVT at 0.5: a run by hand, stored
+    assert states[("SVT", 0.5)]["records"] is not None
+    t = P.table(states, endpoints_=["stable"], n_boot=50)
+    assert set(t.frac) == {0.35} and set(t.recipe) == {"SVT"}

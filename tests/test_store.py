@@ -223,8 +223,10 @@ def test_verify_samples_the_runs_made_on_this_processor(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "1 of 3 stored runs can be replayed exactly here" in out and "1 made on another processor" in out
     assert {r["key"] for r in choose(store, 3, seed=0, any_processor=True)[0]} == {c.key() for c in cfgs}
-    observed = BASE.replace(seed=7, observe=20, early_stop=True)
-    train(observed, cache=cache, progress=False)
+    observed = BASE.replace(seed=100, observe=20, early_stop=True)   # a protocol seed, with an observation window
+    other_seed = BASE.replace(seed=2000, observe=20, early_stop=True)   # notebook 07's crossed runs: not the protocol's
+    for c in (observed, other_seed):
+        train(c, cache=cache, progress=False)
     assert [r["key"] for r in choose(store, 3, seed=0, any_processor=True, observed=True)[0]] == [observed.key()]
     sample, skipped = choose(store, 3, 0, keys=[cfgs[2].key(), cfgs[1].key()])
     assert [r["key"] for r in sample] == [cfgs[2].key(), cfgs[1].key()] and skipped == []

@@ -55,7 +55,7 @@ def spec() -> dict:
                            "A4 (budget, before any secondary run): secondary recipes evaluated at 0.35 only, "
                            "10 seeds; Holm over that 1 fraction",
                            "A5 (search, before any secondary run): secondary recipes' Q/K centres at their own best of "
-                           "notebooks 05-07 (polar, SVT 0.3; Luon 10; fixed norm 0.3), their λₒ on {0.1, 0.3, 1}"]}
+                           "notebooks 05-07 (polar, SVT 0.3; Luon 10; fixed norm 0.3), a two-knob one's λₒ on {0.1, 0.3, 1}"]}
 
 
 def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,
@@ -140,6 +140,8 @@ def table(states: dict, endpoints_: Sequence[str] = tuple(ENDPOINTS), n_boot: in
         if r == REFERENCE:
             continue
         a = complete(states, r)
+        if r not in H.PRIMARY:   # a secondary recipe enters at its planned fractions only (A4); a run by hand does not
+            a = {f: v for f, v in a.items() if f in H.SECONDARY_FRACTIONS}
         for e in endpoints_:
             for row in protocol_rows(a, ref, e, n_boot=n_boot, n_tests=H.family_size(r)):
                 rows.append({"recipe": r, **row, "decision": decision(row["ratio"], row["p_holm"])})
@@ -192,10 +194,14 @@ def s1_table(states: dict, cache) -> pd.DataFrame:
         for (qk, other) in cells:
             mine = [(c, x) for c, x in zip(cfgs, recs) if (c.optim.weight_decay if r == REFERENCE else c.decay.strength) == qk]
             done = [x for _, x in mine if x is not None]
-            score = H.score(done)[0] if len(done) == len(mine) else math.nan
+            try:
+                score = H.score(done)[0] if len(done) == len(mine) else math.nan
+            except RuntimeError:   # a failed run: no reading until it is rerun
+                score, done = math.nan, []
             for c, x in mine:
                 e = endpoints(x) if x is not None else {}
-                rows.append({"recipe": r, "frac": f, "qk": qk, "other": other, "seed": c.seed, "stored": x is not None,
+                rows.append({"recipe": r, "frac": f, "qk": qk, "other": other, "seed": c.seed,
+                         "stored": x is not None and x.get("status") in ("ok", "diverged"),
                              **{k: e.get(k) for k in ("first", "stable", "stable_event", "hold5k_event", "collapses",
                                                       "final_val_acc", "last")},
                              "score": score, "chosen": chosen, "would_win": bool(score < chosen)})
@@ -207,8 +213,9 @@ def s1_sentence(s1: pd.DataFrame) -> str:
     whether a dropped weaker decay would have won the search (``would_win``), with the scores."""
     out = []
     for (r, f), g in s1.groupby(["recipe", "frac"], sort=False):
-        if not g.stored.all():
-            out.append(f"S1 at {f:g}: {int(g.stored.sum())} of {len(g)} runs stored, no reading yet.")
+        if not g.stored.all() or g.chosen.isna().any():
+            why = "" if g.stored.all() else f"{int(g.stored.sum())} of {len(g)} runs stored, "
+            out.append(f"S1 at {f:g}: {why or 'the search it is read against is not complete, '}no reading yet.")
             continue
         cells = g.drop_duplicates("qk")
         scores = ", ".join(f"λ {c.qk:g}: {'none' if math.isinf(c.score) else f'{c.score:,.0f}'}" for c in cells.itertuples())
@@ -306,10 +313,14 @@ def _texts(row: dict) -> dict:
 
 
 def is_protocol_run(record: dict) -> bool:
-    """A run of the protocol: a recipe's config (``observe`` set) on a search or evaluation seed."""
-    seeds = {s for r in H.RUNGS for s in r.seeds} | {s for v in H.EVAL_SEEDS.values() for s in v} | set(H.FIVE_SEEDS)
+    """A run of the protocol: a recipe's config (``observe`` set) on a search or evaluation seed, in
+    the seed setting (a + b mod 113, width 128, depth 2, lr 1e-3, batch 512; a run of the generality
+    study in another setting is not one)."""
     c = record["config"]
-    return c.get("observe", 0) > 0 and c["seed"] in seeds and c["task"]["p"] == 113 and c["task"]["op"] == "add"
+    m, seed = c["model"], SEED_SETTING
+    return (c.get("observe", 0) > 0 and c["seed"] in H.PROTOCOL_SEEDS and c["task"]["p"] == seed.p
+            and c["task"]["op"] == seed.op and m["dim"] == seed.width and m["depth"] == seed.depth
+            and c["batch_size"] == seed.batch and math.isclose(c["optim"]["lr"], 1e-3))
 
 
 def stored_runs(store=None) -> list[dict]:

@@ -45,6 +45,7 @@ FIVE_SEEDS = tuple(range(1000, 1005))
 BUDGET = 20000   # evaluation runs: steps at most (the observation window stops a grokked run earlier)
 FRACTIONS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8)
 PRIMARY = ("tuned L2", "LRD")
+PROTOCOL_SEEDS = frozenset({s for r in RUNGS for s in r.seeds} | {s for v in EVAL_SEEDS.values() for s in v} | set(FIVE_SEEDS))
 NEAREST = {0.2: 0.25, 0.25: 0.25, 0.3: 0.25, 0.35: 0.35, 0.4: 0.35, 0.5: 0.5, 0.6: 0.5, 0.8: 0.5}
 
 

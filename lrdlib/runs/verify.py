@@ -35,6 +35,7 @@ from lrdlib.core.config import RunConfig
 from lrdlib.core.grok import steps_to_grok
 from lrdlib.core.machine import processor
 from lrdlib.core.training import run, strict_json
+from lrdlib.runs.halving import PROTOCOL_SEEDS
 from lrdlib.runs.paths import repo_root
 from lrdlib.runs.store import ResultStore, compact
 
@@ -121,6 +122,12 @@ def _device_here(record: dict) -> bool:
     return kind == "cpu" or (kind == "cuda" and torch.cuda.is_available())
 
 
+def _observed(record: dict) -> bool:
+    """A run of the protocol or of the generality study: an observation window after the grok, on
+    one of the protocol's search or evaluation seeds (notebook 07's crossed runs have other seeds)."""
+    return record["config"].get("observe", 0) > 0 and record["config"]["seed"] in PROTOCOL_SEEDS
+
+
 def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_processor: bool = False,
            observed: bool = False) -> tuple[list, list]:
     """(records to replay, records skipped with the reason): those of ``keys``, or ``n`` drawn with
@@ -128,8 +135,7 @@ def choose(store, n: int, seed: int, keys: Sequence[str] | None = None, any_proc
     ``any_processor``; with ``observed`` only among runs with an observation window after the grok,
     those of the protocol and the generality study). A run of a device this machine lacks is
     skipped, never lost mid-way."""
-    ok = [r for r in store.records() if r.get("status") == "ok"
-          and (not observed or keys or r["config"].get("observe", 0) > 0)]
+    ok = [r for r in store.records() if r.get("status") == "ok" and (not observed or keys or _observed(r))]
     if keys:
         by_key = {r["key"]: r for r in ok}
         missing = [k for k in keys if k not in by_key]
@@ -206,8 +212,7 @@ def determinism_here(store, seed: int, max_steps: int, observed: bool = False) -
     ``max_steps`` steps, each in a fresh process) and compare the two replays with each other (the
     same config and seed give the same history on one device); the distance to the stored history
     is printed, as information about rounding across processors, not as a failure."""
-    ok = [r for r in store.records() if r.get("status") == "ok" and _device_here(r)
-          and (not observed or r["config"].get("observe", 0) > 0)]
+    ok = [r for r in store.records() if r.get("status") == "ok" and _device_here(r) and (not observed or _observed(r))]
     r = random.Random(seed).choice(sorted(ok, key=lambda r: r["key"]))
     k = replay_steps(r, max_steps)
     print(f"verify: no stored run was made on this processor ({processor('cpu')}); replaying {r['key']} twice here "
