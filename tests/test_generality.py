@@ -16,8 +16,11 @@ def test_plan_follows_the_design_order_and_refuses_a_fraction_outside_the_protoc
     assert labels[6:11] == ["op=sub", "op=mul", "op=div", "op=quad", "op=recall,p=24"]
     assert {f for _, f in p[:17]} == {0.35} and {f for _, f in p[17:]} == {0.5} and len(p) == 17 + 11
     assert Setting.parse("lr_scale=1/3") in [s for s, _ in p] and len(G.plan(0.35)) == 17
+    assert [s for s, _ in p[17:]] == G.settings_for("none") and Setting(op="quad") not in G.settings_for("none")
     with pytest.raises(ValueError, match="fraction 0.45"):
         G.plan(0.45)
+    with pytest.raises(ValueError, match="f_none=0.35 equals f_big"):
+        G.plan(0.35, 0.35)
 
 
 def test_short_search_varies_the_other_decay_only_on_the_search_seed_and_evaluates_five_fresh_seeds():
@@ -97,10 +100,11 @@ def test_quad_runs_at_the_first_fraction_from_f_big_up_where_lrd_groks_on_the_pr
     assert G.task_fraction(Setting(op="sub"), 0.35, (0.03, 0.1), sweep=groks_from(0.9)) == 0.35 and not seen
 
 
-def _ptable(ratios, decisions=None):
+def _ptable(ratios, decisions=None, hi=None):
     import pandas as pd
-    return pd.DataFrame([{"recipe": "LRD", "endpoint": "stable", "frac": f, "ratio": r,
-                          "decision": (decisions or {}).get(f, "not decided")} for f, r in ratios.items()])
+    return pd.DataFrame([{"recipe": "LRD", "endpoint": "stable", "frac": f, "ratio": r, "hi": (hi or {}).get(f, 2 * r),
+                          "n": 10 if f in (0.25, 0.35, 0.5) else 5, "decision": (decisions or {}).get(f, "not decided")}
+                         for f, r in ratios.items()])
 
 
 def test_fractions_wait_for_the_whole_primary_table_then_take_the_smallest_ratio_and_the_undecided_one_nearest_1():
@@ -118,8 +122,20 @@ def test_fractions_wait_for_the_whole_primary_table_then_take_the_smallest_ratio
     wait = A.choose_fractions(_ptable(ratios), pstatus=pstatus)
     assert wait["lrd"] is None and "waits for the evaluation of SVT" in wait["sentence"]
     assert A.choose_fractions(_ptable(ratios), pstatus=pstatus.assign(evaluation="not planned"))["lrd"] == "LRD"
+    at_none = pd.DataFrame([{"recipe": "exact polar", "frac": 0.8, "evaluation": "2/10"}])   # F_none here is 0.8
+    w = A.choose_fractions(_ptable(ratios), pstatus=at_none)
+    assert w["lrd"] == "LRD" and w["lrd_none"] is None and "waits for the evaluation of exact polar" in w["sentence"]
     none_left = A.choose_fractions(_ptable(ratios, {f: "faster" for f in H.FRACTIONS}))
     assert none_left["f_none"] is None and "no F_none" in none_left["sentence"]
+    ties = dict(zip(H.FRACTIONS, [0.0, 0.0, 0.0, 0.5, 1.1, 0.9, 0.0, 2.0]))   # ratio 0: tuned L2's median beyond its runs
+    t = A.choose_fractions(_ptable(ties, hi={0.2: 0.3, 0.25: 0.3, 0.3: 0.2, 0.6: 0.2}))
+    assert t["f_big"] == 0.3 and t["f_none"] == 0.4   # the smaller upper bound, then the more seeds; 0 is never F_none
+    t = A.choose_fractions(_ptable(ties, hi={0.2: 0.3, 0.25: 0.3, 0.3: 0.3, 0.6: 0.3}))
+    assert t["f_big"] == 0.25 and t["lrd"] == "LRD" and t["lrd_none"] == "LRD"   # equal bounds: the ten-seed fraction
+    undecided_big = A.choose_fractions(_ptable(dict(zip(H.FRACTIONS, [0.4, 0.6, 0.9, 0.7, 1.3, 0.87, 1.2, 1.05]))))
+    assert undecided_big["f_big"] == 0.2 and undecided_big["f_none"] == 0.8   # F_none is never F_big
+    nothing = A.choose_fractions(_ptable(dict.fromkeys(H.FRACTIONS, float("nan"))))
+    assert nothing["f_big"] is None and "no F_big" in nothing["sentence"]
 
 
 def test_status_scaling_statement_and_figure_from_a_made_up_store():
@@ -136,6 +152,8 @@ def test_status_scaling_statement_and_figure_from_a_made_up_store():
     sc = A.scaling_statement(t)
     assert sc["width"]["slope"] < 0 and sc["p"]["verdict"] == "too few settings"   # p=401 stays out of the fit
     assert sc["measured"]["ratio"] == pytest.approx(t.set_index("setting").loc["p=401", "ratio"])
+    assert sc["measured"]["inside"] is None   # no prediction, so neither inside nor outside
+    assert len(t.boot.iloc[0]) == 100
     assert {"final_srank", "b_final_srank"} <= set(t.columns)
     fig = ratio_by_axis(t, {"predicted": 0.8, "pred_lo": 0.5, "pred_hi": 1.2})
     width_ax = fig.axes[1]
@@ -145,3 +163,45 @@ def test_status_scaling_statement_and_figure_from_a_made_up_store():
     empty = ratio_by_axis(A.table({}))
     assert all("no setting" in " ".join(x.get_text() for x in ax.texts) for ax in empty.axes)
     plt.close(empty)
+
+
+def test_the_slope_interval_comes_from_the_bootstrap_refits_and_a_ratio_of_0_leaves_only_its_own_fit():
+    import pandas as pd
+
+    from lrdlib.analysis import generality as A
+    rng = __import__("numpy").random.default_rng(0)
+    rows = []
+    for axis, value, ratio in (("seed", "", 1.0), ("p", 59, 1.6), ("p", 97, 1.15), ("p", 211, 0.55)):
+        boot = ratio * __import__("numpy").exp(rng.normal(0, 0.05, 300))
+        rows.append({"axis": axis, "value": value, "ratio": ratio, "lo": 0.0, "hi": float("inf"), "boot": boot.tolist()})
+    t = pd.DataFrame(rows)   # every interval unbounded: a 1/se² weighting would give no fit at all
+    tr = A.trend(t, "p", at=401)
+    assert tr["n"] == 4 and tr["n_boot_used"] == 300 and tr["verdict"] == "advantage grows"
+    assert tr["slope_lo"] < tr["slope"] < tr["slope_hi"] < 0 and tr["pred_lo"] < tr["predicted"] < tr["pred_hi"] < 0.55
+    t.loc[3, "ratio"] = 0.0
+    assert A.trend(t, "p")["n"] == 3   # the point fit leaves the ratio of 0 out; the refits keep theirs
+    assert A.trend(t.iloc[:1], "p")["verdict"] == "too few settings"
+
+
+def test_a_quad_setting_without_a_grok_is_reported_not_dropped():
+    from lrdlib.analysis import generality as A
+    from tests.test_protocol import FakeCache, lrd_fast
+
+    def time_of(cfg):
+        return None if cfg.task.op == "quad" else lrd_fast(cfg)
+    states = A.load(FakeCache(time_of), 0.5, settings=[Setting(op="quad"), Setting(op="sub")])
+    st = A.status(states).set_index("setting")
+    assert st.loc["op=quad", "missing"] == 0 and "no stable grok on seed 100" in st.loc["op=quad", "note"]
+    assert "0.5, 0.6, 0.7, 0.8, 0.9" in st.loc["op=quad", "note"] and st.loc["op=sub", "note"] == ""
+    assert A.table(states, n_boot=50).setting.tolist() == ["seed", "op=sub"]
+
+
+def test_task_fraction_wants_a_stable_grok_not_a_first_one():
+    from tests.test_halving import fake_record
+
+    def sweep(cfgs, return_records=True, **kw):   # groks at 1,000, then collapses to 0.5 from 3,000 on
+        rec = fake_record(cfgs[0], 1000)
+        rec["history"]["val_acc"] = [a if s < 3000 else 0.5 for s, a in zip(rec["history"]["step"], rec["history"]["val_acc"])]
+        return None, [rec]
+    assert G.task_fraction(Setting(op="quad"), 0.5, (0.03, 0.1), sweep=sweep) is None
+    assert G.probe_fractions(0.35) == [0.35, 0.45, 0.55, 0.65, 0.75, 0.85] and G.probe_fractions(0.8) == [0.8, 0.9]

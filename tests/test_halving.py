@@ -144,6 +144,9 @@ def test_the_seed_setting_keeps_every_committed_protocol_key():
     assert cfg.key() == "c963bffd1e8e3ab3dddd" == recipe_config("tuned L2", 1.0, None, train_frac=0.5, seed=100,
                                                                  steps=4000, setting=Setting()).key()
     assert Setting().label() == "" and Setting.parse("") == Setting() == Setting.parse("seed")
+    lrd = recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=1000, steps=20000)   # an evaluation run in the store
+    assert lrd.key() == "a4839a416e045ded9e57" == recipe_config("LRD", 0.01, 1.0, train_frac=0.5, seed=1000, steps=20000,
+                                                                  setting=Setting()).key()
 
 
 def test_a_setting_moves_task_model_learning_rates_and_batch():

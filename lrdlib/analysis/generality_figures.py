@@ -29,7 +29,8 @@ def _tick(axis: str, v) -> str:
 
 def ratio_by_axis(tab: pd.DataFrame, prediction: dict | None = None, ylim: tuple[float, float] = (1 / 8, 8)) -> plt.Figure:
     """One panel per axis of ``AXES``: per value (the seed setting's included) the ratio with its
-    interval, a bound beyond ``ylim`` drawn to the edge; filled where the interval excludes 1; the
+    interval, a bound beyond ``ylim`` drawn to the edge and a ratio beyond it (0 or ∞) as a
+    triangle on the edge; filled where the interval excludes 1; the
     out-of-range step p = 401 in red, and beside it in grey the fit's ``prediction`` there
     (``scaling_statement(tab)["p"]``) when it has one. A panel whose axis has no complete setting
     yet says so."""
@@ -41,13 +42,16 @@ def ratio_by_axis(tab: pd.DataFrame, prediction: dict | None = None, ylim: tuple
         for i, v in enumerate(values):
             r = g[g.value == v].iloc[0]
             y, lo, hi = float(r.ratio), float(r.lo), float(r.hi)
-            if not np.isfinite(y):
+            if np.isnan(y):
                 ax.annotate("no ratio", (i, 1), ha="center", va="center", fontsize="x-small")
                 continue
             c = "C3" if axis == "p" and v == OUT_OF_RANGE_P else "C0"
             ax.vlines(i, np.clip(lo, *ylim), np.clip(np.nan_to_num(hi, nan=ylim[1]), *ylim), color=c, lw=1)
             filled = hi < 1 or lo > 1
-            ax.scatter([i], [y], marker="o", s=20, zorder=3, color=c if filled else "white", edgecolor=c)
+            # a ratio off the scale (0 or ∞: a median beyond the runs) sits on the edge as a triangle
+            marker = "v" if y < ylim[0] else "^" if y > ylim[1] else "o"
+            ax.scatter([i], [np.clip(y, *ylim)], marker=marker, s=20, zorder=3, color=c if filled else "white",
+                       edgecolor=c, clip_on=False)
         if axis == "p" and prediction and np.isfinite(prediction.get("predicted", np.nan)):
             i = values.index(OUT_OF_RANGE_P) + 0.2 if OUT_OF_RANGE_P in values else len(values)
             ax.vlines(i, *np.clip([prediction["pred_lo"], prediction["pred_hi"]], *ylim), color="0.5", lw=1)

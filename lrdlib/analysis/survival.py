@@ -89,21 +89,32 @@ def _percentiles(x: np.ndarray, level: float) -> tuple[float, float]:
     return float(x[int(math.floor(lo * (len(x) - 1)))]), float(x[int(math.ceil(hi * (len(x) - 1)))])
 
 
-def paired_ratio(a: dict, b: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
-    """Ratio of KM medians a / b over the seeds both have (``{seed: (time, event)}`` each), with a
-    paired bootstrap interval (seeds resampled jointly). ``inf``/0 where a median is beyond the budget;
-    resamples where both medians are beyond it (no ratio) are left out of the interval."""
+def paired_ratio_boot(a: dict, b: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, np.ndarray]:
+    """(ratio of KM medians a / b over the seeds both have, its ``n_boot`` paired bootstrap
+    replicates: seeds resampled jointly; ``inf``/0 where a median is beyond the budget, NaN where
+    both are). ``a``, ``b``: ``{seed: (time, event)}``."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
-        return {"ratio": math.nan, "lo": math.nan, "hi": math.nan, "seeds": 0}
+        return math.nan, np.full(n_boot, math.nan)
     ta, ea = (np.array([a[s][i] for s in seeds]) for i in (0, 1))
     tb, eb = (np.array([b[s][i] for s in seeds]) for i in (0, 1))
     ea, eb = ea.astype(bool), eb.astype(bool)
     ratio = lambda i: _ratio(km_median(ta[i], ea[i]), km_median(tb[i], eb[i]))
-    rs = _boot(ratio, len(seeds), n_boot, level, seed)
+    return ratio(np.arange(len(seeds))), _boot(ratio, len(seeds), n_boot, level, seed)
+
+
+def paired_ratio(a: dict, b: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Ratio of KM medians a / b over the seeds both have (``{seed: (time, event)}`` each), with a
+    paired bootstrap interval (seeds resampled jointly, ``paired_ratio_boot``). ``inf``/0 where a
+    median is beyond the budget; resamples where both medians are beyond it (no ratio) are left out
+    of the interval."""
+    n = len(set(a) & set(b))
+    if not n:
+        return {"ratio": math.nan, "lo": math.nan, "hi": math.nan, "seeds": 0}
+    r, rs = paired_ratio_boot(a, b, n_boot, level, seed)
     rs = rs[~np.isnan(rs)]
     lo, hi = _percentiles(rs, level) if len(rs) else (math.nan, math.nan)
-    return {"ratio": ratio(np.arange(len(seeds))), "lo": lo, "hi": hi, "seeds": len(seeds)}
+    return {"ratio": r, "lo": lo, "hi": hi, "seeds": n}
 
 
 def _ratio(x: float, y: float) -> float:

@@ -6,8 +6,9 @@ settings, each with a short search of λₒ around the protocol's best and five 
 ``run_setting`` searches and evaluates both recipes there. Runs go through
 ``lrdlib.runs.sweep.run_sweep``: a stored run is read, not retrained.
 
-    python -m lrdlib.runs.generality --f-big 0.35 --f-none 0.5 [--dry-run]
+    python -m lrdlib.runs.generality --f-big 0.35 --f-none 0.5 [--lrd SVT] [--dry-run]
     python -m lrdlib.runs.generality --f-big 0.35 --setting p=97
+    python -m lrdlib.runs.generality --f-big 0.35 --after-prediction     # p = 401 too, once predicted
 """
 from __future__ import annotations
 
@@ -32,15 +33,25 @@ PROBE_STEPS = 20000                        # a² + ab + b²: does the LRD recipe
 PROBE_SEED = 100
 
 
+def settings_for(role: str) -> list[Setting]:
+    """The settings the design runs at ``F_big`` (``role="big"``: scaling axes, the out-of-range
+    step, the tasks, the other axes) or at ``F_none`` (``"none"``: the scaling and other axes)."""
+    labels = {"big": SCALING + OUT_OF_RANGE + TASKS + OTHER_AXES, "none": SCALING + OTHER_AXES}
+    if role not in labels:
+        raise ValueError(f"role={role!r}: expected 'big' (F_big) or 'none' (F_none)")
+    return [Setting.parse(s) for s in labels[role]]
+
+
 def plan(f_big: float, f_none: float | None = None) -> list[tuple[Setting, float]]:
-    """The study's cells in the order of ``paper/generality.md``: scaling axes, the out-of-range
-    step, the tasks and the other axes at ``f_big``; then every axis at ``f_none``."""
+    """The study's cells in the order of ``paper/generality.md``: ``settings_for("big")`` at
+    ``f_big``; then ``settings_for("none")`` at ``f_none``."""
     for f in (f_big, f_none):
         if f is not None and f not in H.FRACTIONS:
             raise ValueError(f"fraction {f!r}: expected one of the protocol's {', '.join(map(str, H.FRACTIONS))}")
-    order = SCALING + OUT_OF_RANGE + TASKS + OTHER_AXES
-    out = [(Setting.parse(s), f_big) for s in order]
-    return out + ([(Setting.parse(s), f_none) for s in SCALING + OTHER_AXES] if f_none is not None else [])
+    if f_none is not None and f_none == f_big:
+        raise ValueError(f"f_none={f_none!r} equals f_big: the design's two fractions differ")
+    out = [(s, f_big) for s in settings_for("big")]
+    return out + ([(s, f_none) for s in settings_for("none")] if f_none is not None else [])
 
 
 def short_search(recipe: str, frac: float, best: tuple, setting: Setting, *, sweep: Callable | None = None,
@@ -76,20 +87,24 @@ def run_setting(recipes: dict[str, tuple], frac: float, setting: Setting, *, swe
 def task_fraction(setting: Setting, frac: float, lrd_best: tuple, *, lrd: str = "LRD",
                   sweep: Callable | None = None, **sweep_kw) -> float | None:
     """The train fraction at which ``setting`` runs: ``frac``, except on a² + ab + b² (``op=quad``),
-    where the design raises it by 0.1 (up to 0.9) until the LRD recipe at its protocol best
-    ``lrd_best`` has a stable grok on seed 100 within 20,000 steps (``PROBE_STEPS``); None if it
-    has none at 0.9 either. Both recipes then run at that fraction with the knobs of ``frac``."""
+    where the design raises it by 0.1 until the LRD recipe at its protocol best ``lrd_best`` has a
+    stable grok on seed 100 within 20,000 steps (``PROBE_STEPS``), trying ``frac``, ``frac`` + 0.1,
+    … up to 0.9 (``probe_fractions``); None if none of them groks. Both recipes then run at that
+    fraction with the knobs of ``frac``."""
     if setting.op != "quad":
         return frac
     sweep = sweep or run_sweep
-    f = frac
-    while f <= 0.9 + 1e-9:
+    for f in probe_fractions(frac):
         cfg = recipe_config(lrd, *lrd_best, train_frac=f, seed=PROBE_SEED, steps=PROBE_STEPS, setting=setting)
         _, (rec,) = sweep([cfg], return_records=True, **sweep_kw)
         if endpoints(rec)["stable_event"]:
             return f
-        f = round(f + 0.1, 2)
     return None
+
+
+def probe_fractions(frac: float) -> list[float]:
+    """``frac``, ``frac`` + 0.1, … while ≤ 0.9 (two decimals): the fractions ``task_fraction`` tries."""
+    return [round(frac + 0.1 * k, 2) for k in range(10) if round(frac + 0.1 * k, 2) <= 0.9]
 
 
 def protocol_best(recipe: str, frac: float, cache) -> tuple:
@@ -105,7 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--f-big", type=float, required=True, help="the protocol's fraction with the largest effect")
     ap.add_argument("--f-none", type=float, help="the protocol's fraction with no effect")
-    ap.add_argument("--lrd", default="LRD", help="the best LRD recipe at those fractions (default LRD)")
+    ap.add_argument("--lrd", default="LRD", help="the best LRD recipe at F_big (default LRD)")
+    ap.add_argument("--lrd-none", default="LRD", help="the best LRD recipe at F_none (default LRD)")
+    ap.add_argument("--after-prediction", action="store_true",
+                    help="also run p = 401: only once notebook 10's prediction there is committed")
     ap.add_argument("--setting", help="one setting only, e.g. 'p=97'")
     ap.add_argument("--dry-run", action="store_true", help="list the cells, train nothing")
     a = ap.parse_args(argv)
@@ -119,11 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cache = run_cache("paper")
     for s, f in cells:
-        bests = {r: protocol_best(r, f, cache) for r in ("tuned L2", a.lrd)}
-        run_f = task_fraction(s, f, bests[a.lrd], lrd=a.lrd, cache=cache, executor="process")
+        if s.label() in OUT_OF_RANGE and not a.after_prediction:
+            print(f"{s.label()}: not run; the design writes the fit's prediction there first (run notebook 10, commit "
+                  "its results, then pass --after-prediction)", flush=True)
+            continue
+        lrd = a.lrd if f == a.f_big else a.lrd_none
+        bests = {r: protocol_best(r, f, cache) for r in ("tuned L2", lrd)}
+        run_f = task_fraction(s, f, bests[lrd], lrd=lrd, cache=cache, executor="process")
         if run_f is None:
-            print(f"{s.label()}: {a.lrd} has no stable grok on seed {PROBE_SEED} in {PROBE_STEPS:,} steps at any "
-                  f"fraction from {f:g} to 0.9; not run", flush=True)
+            print(f"{s.label()}: {lrd} has no stable grok on seed {PROBE_SEED} in {PROBE_STEPS:,} steps at any of "
+                  f"{', '.join(map(str, probe_fractions(f)))}; not run", flush=True)
             continue
         res = run_setting(bests, run_f, s, cache=cache, executor="process")
         print(f"{s.label()} at {run_f:g}: " + "; ".join(f"{r} best {v['best']}" + (" (at an edge)" if v["at_edge"] else "")
