@@ -180,3 +180,17 @@ def test_a_protocol_run_is_one_of_the_seed_setting_and_a_hand_run_of_a_secondary
     assert states[("SVT", 0.5)]["records"] is not None
     t = P.table(states, endpoints_=["stable"], n_boot=50)
     assert set(t.frac) == {0.35} and set(t.recipe) == {"SVT"}
+
+
+def test_endpoint_contrast_names_a_fraction_where_the_stable_grok_decides_and_the_first_does_not():
+    import pandas as pd
+    rows = [{"recipe": "LRD", "frac": 0.35, "endpoint": "stable", "ratio": 0.29, "decision": "≥ 3× faster"},
+            {"recipe": "LRD", "frac": 0.35, "endpoint": "first", "ratio": 0.92, "decision": "not decided"},
+            {"recipe": "LRD", "frac": 0.5, "endpoint": "stable", "ratio": 0.87, "decision": "not decided"},
+            {"recipe": "LRD", "frac": 0.5, "endpoint": "first", "ratio": 0.5, "decision": "≥ 2× faster"}]
+    ends = pd.DataFrame([{"recipe": "LRD", "frac": 0.35, "n": 10, "hold5k": 9},
+                         {"recipe": "tuned L2", "frac": 0.35, "n": 10, "hold5k": 0}])
+    (words,) = P.endpoint_contrast(pd.DataFrame(rows), {"endpoints": ends})
+    assert words.startswith("At 0.35 the endpoints part") and "0.92 (not decided)" in words and "0.29 (≥ 3× faster)" in words
+    assert "9 of 10 LRD runs and 0 of 10 tuned L2 runs" in words
+    assert P.endpoint_contrast(pd.DataFrame(rows[2:]), {"endpoints": ends}) == []
