@@ -26,7 +26,7 @@ from lrdlib.runs import halving as H
 
 REFERENCE = "tuned L2"
 BASE_LR = 1e-3   # the seed setting's AdamW learning rate (``lr_scale`` multiplies it)
-LRD_FAMILY = ("LRD", "exact polar", "SVT")   # the nuclear-norm decays the study may carry as "the best LRD recipe"
+NUCLEAR_NORM_RECIPES = ("LRD", "exact polar", "SVT")   # the nuclear-norm decays the study may carry as "the best LRD recipe"
 
 
 def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | None = None,
@@ -65,14 +65,14 @@ def load(cache, frac: float, lrd: str = "LRD", settings: Sequence[Setting] | Non
 
 
 def _family_best(ptable: pd.DataFrame, frac: float, pstatus: pd.DataFrame | None, default: str) -> tuple[str | None, list]:
-    """(the recipe of ``LRD_FAMILY`` with the smallest ratio at ``frac``, or None while one planned
+    """(the recipe of ``NUCLEAR_NORM_RECIPES`` with the smallest ratio at ``frac``, or None while one planned
     there has not finished its evaluation; those still running)."""
     if pstatus is not None:
-        st = pstatus[pstatus.recipe.isin(LRD_FAMILY) & (pstatus.frac == frac)]
+        st = pstatus[pstatus.recipe.isin(NUCLEAR_NORM_RECIPES) & (pstatus.frac == frac)]
         waiting = [r for r, e in zip(st.recipe, st.evaluation) if e != "not planned" and e.split("/")[0] != e.split("/")[1]]
         if waiting:
             return None, waiting
-    family = ptable[ptable.recipe.isin(LRD_FAMILY) & (ptable.endpoint == "stable") & (ptable.frac == frac)]
+    family = ptable[ptable.recipe.isin(NUCLEAR_NORM_RECIPES) & (ptable.endpoint == "stable") & (ptable.frac == frac)]
     family = family[np.isfinite(family.ratio.to_numpy(float))]
     return (str(_order(family).iloc[0].recipe) if len(family) else default), []
 
@@ -91,7 +91,7 @@ def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD", pstatus: pd.Data
     on the primary endpoint: ``F_big`` the fraction with the smallest ratio ``recipe`` / tuned L2
     (ties: the smaller upper bound, the more seeds, the smaller fraction); ``F_none`` the one, of the
     others not decided, whose ratio is closest to 1 in log (a ratio of 0 or ∞ is never closest);
-    ``lrd`` and ``lrd_none``, the recipe of ``LRD_FAMILY`` with the smallest ratio at each (the
+    ``lrd`` and ``lrd_none``, the recipe of ``NUCLEAR_NORM_RECIPES`` with the smallest ratio at each (the
     design's "best LRD recipe at that fraction"), None while one planned there has not finished
     its evaluation (``pstatus``, ``lrdlib.analysis.protocol.status``). Both fractions None, with
     ``fractions_in`` below 8, until every fraction is in; ``sentence`` says which."""
