@@ -44,10 +44,44 @@ def lrd_fast(cfg):
 
 
 def test_decision_follows_the_protocols_rule():
-    assert P.decision(0.3, 0.01) == "≥ 3× faster" and P.decision(1 / 3, 0.049) == "≥ 3× faster"
-    assert P.decision(0.45, 0.01) == "≥ 2× faster" and P.decision(0.8, 0.01) == "faster"
-    assert P.decision(0.2, 0.05) == "not decided" and P.decision(1.5, 0.001) == "slower"
-    assert P.decision(math.nan, 0.001) == "not decided"
+    assert P.decision(0.3, 0.01, 9, 0) == "≥ 3× faster" and P.decision(1 / 3, 0.049, 9, 1) == "≥ 3× faster"
+    assert P.decision(0.45, 0.01, 9, 0) == "≥ 2× faster" and P.decision(0.8, 0.01, 9, 0) == "faster"
+    assert P.decision(0.2, 0.05, 9, 0) == "not decided" and P.decision(1.5, 0.001, 0, 10) == "slower"
+    assert P.decision(math.nan, 0.001, 10, 0) == "not decided"
+
+
+def test_decision_needs_the_decided_pairs_to_point_the_way_of_the_ratio():
+    # a significant sign test whose pairs favour tuned L2 decides nothing for a recipe with a smaller median
+    assert P.decision(0.3, 0.001, 0, 10) == "not decided" and P.decision(1.5, 0.001, 10, 0) == "not decided"
+    assert P.decision(0.3, 0.001, 5, 5) == "not decided"
+
+
+def test_a_median_beyond_the_runs_is_read_as_the_bound_the_runs_allow():
+    from lrdlib.analysis.survival import ratio_bound
+    a = {s: (2300.0, True) for s in range(10)}
+    b = {s: (2500.0 + 10 * s, False) for s in range(10)}      # b's median never reached: beyond 2,590
+    assert ratio_bound(a, b) == pytest.approx(2300 / 2590)      # not 0: the ratio is only known to be below this
+    assert P.decision(ratio_bound(a, b), 0.001, 10, 0) == "faster"
+    assert ratio_bound(b, a) == pytest.approx(2590 / 2300)
+    assert math.isnan(ratio_bound(b, b)) and ratio_bound(a, a) == 1.0
+
+
+def test_the_shift_test_asks_whether_each_pair_is_k_times_faster():
+    from lrdlib.analysis.survival import shift_sign_test
+    a = {s: (1000.0, True) for s in range(10)}
+    b = {s: (2500.0, True) for s in range(10)}
+    assert shift_sign_test(a, b, 2)["a_first"] == 10 and shift_sign_test(a, b, 3)["b_first"] == 10
+    assert shift_sign_test(a, b, 2)["p"] < 0.01 and shift_sign_test(a, b, 3)["p"] < 0.01
+    with pytest.raises(ValueError, match="k=0"):
+        shift_sign_test(a, b, 0)
+
+
+def test_hold5k_is_censored_where_a_hold_could_last_have_started():
+    from lrdlib.analysis.survival import endpoint_time
+    e = {"stable": 7500, "stable_event": False, "hold5k": 2500, "hold5k_event": False, "first": 2500,
+         "chapter": None, "last": 7500}
+    assert endpoint_time(e, "hold5k") == (2500.0, False) and endpoint_time(e, "stable") == (7500.0, False)
+    assert endpoint_time(e, "first") == (2500.0, True) and endpoint_time(e, "chapter") == (7500.0, False)
 
 
 def test_interim_holm_counts_the_fractions_still_out_as_p_one():
@@ -182,15 +216,55 @@ def test_a_protocol_run_is_one_of_the_seed_setting_and_a_hand_run_of_a_secondary
     assert set(t.frac) == {0.35} and set(t.recipe) == {"SVT"}
 
 
-def test_endpoint_contrast_names_a_fraction_where_the_stable_grok_decides_and_the_first_does_not():
+def test_endpoint_contrast_names_a_fraction_where_the_endpoints_decide_differently_either_way():
     import pandas as pd
     rows = [{"recipe": "LRD", "frac": 0.35, "endpoint": "stable", "ratio": 0.29, "decision": "≥ 3× faster"},
             {"recipe": "LRD", "frac": 0.35, "endpoint": "first", "ratio": 0.92, "decision": "not decided"},
             {"recipe": "LRD", "frac": 0.5, "endpoint": "stable", "ratio": 0.87, "decision": "not decided"},
-            {"recipe": "LRD", "frac": 0.5, "endpoint": "first", "ratio": 0.5, "decision": "≥ 2× faster"}]
+            {"recipe": "LRD", "frac": 0.5, "endpoint": "first", "ratio": 0.5, "decision": "≥ 2× faster"},
+            {"recipe": "LRD", "frac": 0.25, "endpoint": "stable", "ratio": 0.8, "decision": "not decided"},
+            {"recipe": "LRD", "frac": 0.25, "endpoint": "first", "ratio": 0.9, "decision": "not decided"}]
     ends = pd.DataFrame([{"recipe": "LRD", "frac": 0.35, "n": 10, "hold5k": 9},
-                         {"recipe": "tuned L2", "frac": 0.35, "n": 10, "hold5k": 0}])
-    (words,) = P.endpoint_contrast(pd.DataFrame(rows), {"endpoints": ends})
-    assert words.startswith("At 0.35 the endpoints part") and "0.92 (not decided)" in words and "0.29 (≥ 3× faster)" in words
-    assert "9 of 10 LRD runs and 0 of 10 tuned L2 runs" in words
-    assert P.endpoint_contrast(pd.DataFrame(rows[2:]), {"endpoints": ends}) == []
+                         {"recipe": "tuned L2", "frac": 0.35, "n": 10, "hold5k": 0},
+                         {"recipe": "LRD", "frac": 0.5, "n": 10, "hold5k": 0},
+                         {"recipe": "tuned L2", "frac": 0.5, "n": 10, "hold5k": 0}])
+    words = P.endpoint_contrast(pd.DataFrame(rows), {"endpoints": ends})
+    assert len(words) == 2   # 0.25 decides the same (nothing) on both
+    assert words[0].startswith("At 0.35 the endpoints part") and "0.92 (not decided)" in words[0] and "0.29 (≥ 3× faster)" in words[0]
+    assert "9 of 10 LRD runs and 0 of 10 tuned L2 runs" in words[0] and "whether the grok lasts" in words[0]
+    assert words[1].startswith("At 0.5") and "0.50 (≥ 2× faster)" in words[1] and "0.87 (not decided)" in words[1]
+    assert "groks first sooner" in words[1] and "neither recipe's grok lasts" in words[1]
+    assert P.endpoint_contrast(pd.DataFrame(rows[4:]), {"endpoints": ends}) == []
+
+
+def test_low_rank_sentence_counts_the_runs_below_half_the_bound_where_the_recipe_wins():
+    import pandas as pd
+    sr = pd.DataFrame([{"frac": 0.35, "srank_at_grok": 127.8, "srank_min": 127.4, "srank_max": 127.9, "runs": 9,
+                        "below_half": 0, "rank_bound": 128.0},
+                       {"frac": 0.5, "srank_at_grok": 59.1, "srank_min": 1.0, "srank_max": 117.5, "runs": 7,
+                        "below_half": 4, "rank_bound": 128.0}])
+    summ = {"stable_rank_at_grok": sr, "decisions": {"stable": {"≥ 3× faster": [0.35], "not decided": [0.5]}}}
+    words = P.low_rank_sentence(summ, None)
+    assert words.startswith("The LRD that wins is not low-rank (") and "0 of 9" in words and "4 of 7" in words
+    summ["decisions"]["stable"] = {"≥ 2× faster": [0.5]}
+    assert P.low_rank_verdict(summ).startswith("The LRD that wins is low-rank (")
+    summ["decisions"]["stable"] = {"not decided": [0.35, 0.5]}
+    assert P.low_rank_sentence(summ, None).startswith("LRD wins at no fraction yet")
+
+
+def test_shift_verdict_names_the_fold_the_paired_test_supports_beside_the_rules():
+    import pandas as pd
+    rows = [{"recipe": "LRD", "frac": 0.35, "endpoint": "stable", "decision": "≥ 3× faster", "decision_shift": "≥ 2× faster"},
+            {"recipe": "LRD", "frac": 0.5, "endpoint": "stable", "decision": "not decided", "decision_shift": "not decided"}]
+    assert P.shift_verdict(pd.DataFrame(rows)) == ("The paired sign test of the fold itself supports at 0.35 ≥ 2× faster "
+                                                   "(the rule: ≥ 3× faster).")
+    assert P.shift_verdict(pd.DataFrame(rows[1:])).startswith("No fraction")
+
+
+def test_shift_decision_is_the_largest_fold_its_test_supports_in_the_recipes_favour():
+    row = {"p_holm_shift3": 0.5, "a_first_shift3": 5, "b_first_shift3": 2, "p_holm_shift2": 0.03, "a_first_shift2": 9,
+           "b_first_shift2": 0, "p_holm": 0.03, "a_first": 9, "b_first": 0}
+    assert P.shift_decision(row) == "≥ 2× faster"
+    assert P.shift_decision(row | {"p_holm_shift3": 0.01}) == "≥ 3× faster"
+    assert P.shift_decision(row | {"a_first_shift2": 0, "b_first_shift2": 9}) == "faster"
+    assert P.shift_decision(row | {"p_holm_shift2": 0.5, "p_holm": 0.5}) == "not decided"

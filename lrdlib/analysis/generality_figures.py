@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullLocator
 
-from lrdlib.analysis.figures import figure
+from lrdlib.analysis.figures import MIN_FONT_PT, figure
 from lrdlib.analysis.generality import OUT_OF_RANGE_P
 from lrdlib.core.recipes import SEED_SETTING
 
@@ -43,7 +43,7 @@ def ratio_by_axis(tab: pd.DataFrame, prediction: dict | None = None, ylim: tuple
             r = g[g.value == v].iloc[0]
             y, lo, hi = float(r.ratio), float(r.lo), float(r.hi)
             if np.isnan(y):
-                ax.annotate("no ratio", (i, 1), ha="center", va="center", fontsize="x-small")
+                ax.annotate("no ratio", (i, 1), ha="center", va="center", fontsize=MIN_FONT_PT)
                 continue
             c = "C3" if axis == "p" and v == OUT_OF_RANGE_P else "C0"
             ax.vlines(i, np.clip(lo, *ylim), np.clip(np.nan_to_num(hi, nan=ylim[1]), *ylim), color=c, lw=1)
@@ -56,7 +56,7 @@ def ratio_by_axis(tab: pd.DataFrame, prediction: dict | None = None, ylim: tuple
             i = values.index(OUT_OF_RANGE_P) + 0.2 if OUT_OF_RANGE_P in values else len(values)
             ax.vlines(i, *np.clip([prediction["pred_lo"], prediction["pred_hi"]], *ylim), color="0.5", lw=1)
             ax.scatter([i], [prediction["predicted"]], marker="x", s=20, color="0.5", zorder=3)
-            ax.annotate("fit's\nprediction", (i, prediction["pred_hi"]), fontsize="x-small", color="0.4",
+            ax.annotate("fit's\nprediction", (i, prediction["pred_hi"]), fontsize=MIN_FONT_PT, color="0.4",
                         ha="center", va="bottom")
             if OUT_OF_RANGE_P not in values:
                 values.append(OUT_OF_RANGE_P)

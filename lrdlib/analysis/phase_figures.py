@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
-from lrdlib.analysis.figures import draw_ceiling, figure, plot_grok_outcomes, plot_spread
+from lrdlib.analysis.figures import MIN_FONT_PT, draw_ceiling, figure, plot_grok_outcomes, plot_spread
 from lrdlib.analysis.frames import first_step_below, srank_at
 from lrdlib.analysis.survival import kaplan_meier, lasting_grok
 
@@ -366,7 +366,7 @@ def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequenc
                            s=22, zorder=3, label=None if sig.any() else r)
             for xi in x[~ok]:   # both medians beyond the runs: no ratio
                 ax.annotate("no ratio:\nboth medians\nbeyond the runs", (xi, 1), ha="center", va="center",
-                            fontsize="x-small", color=st["color"])
+                            fontsize=MIN_FONT_PT, color=st["color"])
         for v, ls in ((1, "-"), (1 / 2, "--"), (1 / 3, ":")):
             ax.axhline(v, color="0.5", lw=0.8, ls=ls, zorder=0)
         ax.set_yscale("log")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lrdlib.analysis.frames import records_cost
-from lrdlib.analysis.survival import km_median, protocol_rows
+from lrdlib.analysis.survival import holm, km_median, protocol_rows
 from lrdlib.core.grok import HOLD_LONG, endpoints
 from lrdlib.core.recipes import OTHER_WD, OTHER_WD_SECONDARY, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.runs import halving as H
@@ -23,13 +23,18 @@ from lrdlib.runs.store import ResultStore, spectra_steps
 
 ENDPOINTS = {"stable": "first evaluation from which val acc stays ≥ 0.99 to the end of the run (primary)",
              "first": "first evaluation with val acc ≥ 0.99",
-             "chapter": "val acc ≥ 0.99 held 1,000 steps, never below 0.9 after (notebook 04's rule)",
-             "hold5k": "first evaluation from which val acc stays ≥ 0.99 for 5,000 steps (sensitivity, amendment A2)"}
+             "chapter": "first evaluation with val acc ≥ 0.99 and ≥ 0.9 at every evaluation of the 1,000 steps after it "
+                        "(notebook 04's rule: a fall after those 1,000 steps is not seen)",
+             "hold5k": "first evaluation from which val acc stays ≥ 0.99 for 5,000 steps, censored at the run's last "
+                       "step − 5,000 (sensitivity, amendment A2)"}
 REFERENCE = "tuned L2"
 ALPHA = 0.05
 DECISIONS = ("≥ 3× faster", "≥ 2× faster", "faster", "slower", "not decided")
 TABLE_COLUMNS = ["recipe", "frac", "endpoint", "n", "a_events", "b_events", "a_median", "b_median", "ratio", "lo", "hi",
-                 "seeds", "a_first", "b_first", "undecided", "p", "p_logrank", "p_holm", "decision"]
+                 "seeds", "a_first", "b_first", "undecided", "p", "p_logrank", "p_holm", "decision", "ratio_bound",
+                 "boot_no_ratio", "boot_zero", "boot_inf", "a_first_shift2", "b_first_shift2", "p_shift2",
+                 "p_holm_shift2", "a_first_shift3", "b_first_shift3", "p_shift3", "p_holm_shift3", "p_holm_ten",
+                 "decision_ten", "decision_shift"]
 
 
 def spec() -> dict:
@@ -55,7 +60,16 @@ def spec() -> dict:
                            "A4 (budget, before any secondary run): secondary recipes evaluated at 0.35 only, "
                            "10 seeds; Holm over that 1 fraction",
                            "A5 (search, before any secondary run): secondary recipes' Q/K centres at their own best of "
-                           "notebooks 05-07 (polar, SVT 0.3; Luon 10; fixed norm 0.3), a two-knob one's λₒ on {0.1, 0.3, 1}"]}
+                           "notebooks 05-07 (polar, SVT 0.3; Luon 10; fixed norm 0.3), a two-knob one's λₒ on {0.1, 0.3, 1}",
+                           "S1 (sensitivity, after the evaluation at 0.35): the weaker decays tuned L2's search dropped at "
+                           "rung 0, on the search seeds for the full budget",
+                           "C1 (analysis code corrected to the text, after the evaluations at 0.25-0.5): hold5k censored at "
+                           "last − 5,000; a decision on the ratio bound, in the direction of the decided pairs; the stable "
+                           "rank over runs with a stable grok",
+                           "S2 (sensitivity, with C1): the sign test of a 2- and 3-fold shift; Holm over the ten-seed "
+                           "fractions; the bootstrap's shares of no ratio, 0 and ∞"],
+            "decision_direction": "the sign test's decided pairs favour the recipe the ratio favours; a median beyond "
+                                  "the runs enters as the bound the runs allow (ratio_bound)"}
 
 
 def load(cache, recipes: Sequence[str] = tuple(RECIPES), fracs: Sequence[float] = H.FRACTIONS,
@@ -118,10 +132,15 @@ def complete(states: dict, recipe: str) -> dict:
     return {f: st["records"] for (r, f), st in states.items() if r == recipe and st["records"]}
 
 
-def decision(ratio: float, p_holm: float) -> str:
+def decision(ratio: float, p_holm: float, a_first: int, b_first: int) -> str:
     """The protocol's rule for one fraction: "≥ 3× faster", "≥ 2× faster", "faster" (significant,
-    under 2×), "slower" (significant), or "not decided"."""
-    if not p_holm < ALPHA or math.isnan(ratio):
+    under 2×), "slower" (significant), or "not decided". ``ratio``: the ratio of medians where both
+    are reached, else the bound the runs allow (``lrdlib.analysis.survival.ratio_bound``);
+    ``a_first``, ``b_first``: the sign test's decided pairs, whose majority must point the same way
+    as the ratio (a significant test whose pairs favour the reference decides nothing for the recipe)."""
+    if not p_holm < ALPHA or math.isnan(ratio) or a_first == b_first:
+        return "not decided"
+    if (ratio < 1) != (a_first > b_first):
         return "not decided"
     if ratio <= 1 / 3:
         return "≥ 3× faster"
@@ -130,10 +149,25 @@ def decision(ratio: float, p_holm: float) -> str:
     return "faster" if ratio < 1 else "slower"
 
 
+def shift_decision(row) -> str:
+    """Sensitivity: the fold the paired shift tests support (``p_holm_shift3``/``p_holm_shift2`` <
+    ``ALPHA`` with the recipe's runs ahead), "≥ 3× faster", "≥ 2× faster", else what the protocol's
+    own test gives without a fold ("faster" at p_holm < ``ALPHA``), else "not decided"."""
+    for m in (3, 2):
+        if row[f"p_holm_shift{m}"] < ALPHA and row[f"a_first_shift{m}"] > row[f"b_first_shift{m}"]:
+            return f"≥ {m}× faster"
+    return "faster" if row["p_holm"] < ALPHA and row["a_first"] > row["b_first"] else "not decided"
+
+
 def table(states: dict, endpoints_: Sequence[str] = tuple(ENDPOINTS), n_boot: int = 2000) -> pd.DataFrame:
     """Every recipe against tuned L2, per fraction with both evaluations complete and per endpoint:
-    events of n, KM medians, the paired ratio with its interval, the sign test's p, Holm's p over the
-    8 fractions (interim: fractions still out count as p = 1), the log-rank p, the decision."""
+    events of n, KM medians, the paired ratio with its interval (and the shares of resamples with no
+    ratio, 0 or ∞), the sign test's p, Holm's p over the 8 fractions (interim: fractions still out
+    count as p = 1), the log-rank p, the decision (on ``ratio_bound``, in the direction of the
+    decided pairs). Sensitivity analyses beside it: ``p_holm_ten`` and ``decision_ten`` (Holm over
+    the ten-seed fractions only: with 5 seeds the sign test's smallest p is 0.0625, so a five-seed
+    fraction can never be decided and only enlarges the family), the 2- and 3-fold shift tests
+    (``p_shift2``, ``p_holm_shift2``, ...) and ``decision_shift``, the fold they support."""
     ref = complete(states, REFERENCE)
     rows = []
     for r in dict.fromkeys(k[0] for k in states):
@@ -143,9 +177,22 @@ def table(states: dict, endpoints_: Sequence[str] = tuple(ENDPOINTS), n_boot: in
         if r not in H.PRIMARY:   # a secondary recipe enters at its planned fractions only (A4); a run by hand does not
             a = {f: v for f, v in a.items() if f in H.SECONDARY_FRACTIONS}
         for e in endpoints_:
-            for row in protocol_rows(a, ref, e, n_boot=n_boot, n_tests=H.family_size(r)):
-                rows.append({"recipe": r, **row, "decision": decision(row["ratio"], row["p_holm"])})
+            got = protocol_rows(a, ref, e, n_boot=n_boot, n_tests=H.family_size(r))
+            ten = [row for row in got if row["frac"] in H.EVAL_SEEDS]
+            holm_ten = dict(zip((row["frac"] for row in ten), holm([row["p"] for row in ten],
+                                                                  len(set(H.EVAL_SEEDS) & planned_fractions(r)))))
+            for row in got:
+                row["decision"] = decision(row["ratio_bound"], row["p_holm"], row["a_first"], row["b_first"])
+                row["p_holm_ten"] = holm_ten.get(row["frac"], math.nan)
+                row["decision_ten"] = decision(row["ratio_bound"], row["p_holm_ten"], row["a_first"], row["b_first"])
+                row["decision_shift"] = shift_decision(row)
+                rows.append({"recipe": r, **row})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def planned_fractions(recipe: str) -> set[float]:
+    """The fractions at which ``recipe`` is evaluated (amendments A3, A4)."""
+    return set(H.FRACTIONS) if recipe in H.PRIMARY else set(H.SECONDARY_FRACTIONS)
 
 
 def decisions(table: pd.DataFrame, recipe: str = "LRD", endpoint: str = "stable") -> dict[str, list[float]]:
@@ -164,8 +211,8 @@ def qk_stable_rank_at(record: dict, step: int) -> float:
 def per_run(states: dict) -> pd.DataFrame:
     """One row per evaluation run: recipe, frac, seed, every endpoint, collapses, ``held`` (steps from
     the stable grok to the run's end: a run that collapsed has its stable grok at its last recovery,
-    which the observation window bounds), the Q/K stable rank at the stable grok (at the run's end
-    if censored) and its width (the matrices' rank bound)."""
+    which the observation window bounds), the Q/K stable rank at the stable grok (None for a run
+    without one) and its width (the matrices' rank bound)."""
     rows = []
     for (r, f), st in states.items():
         for rec in st["records"] or ():
@@ -173,7 +220,8 @@ def per_run(states: dict) -> pd.DataFrame:
             m = rec["config"]["model"]
             rows.append({"recipe": r, "frac": f, "seed": rec["config"]["seed"], **e,
                          "held": e["last"] - e["stable"] if e["stable_event"] else None,
-                         "srank_at_grok": qk_stable_rank_at(rec, e["stable"]), "rank_bound": m["dim"]})
+                         "srank_at_grok": qk_stable_rank_at(rec, e["stable"]) if e["stable_event"] else None,
+                         "rank_bound": m["dim"]})
     return pd.DataFrame(rows)
 
 
@@ -251,13 +299,14 @@ def endpoint_summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
-    """Per fraction, the recipes ordered by KM median of ``endpoint`` (censored at each run's end)."""
+    """Per fraction, the recipes ordered by KM median of ``endpoint`` (censored as
+    ``lrdlib.analysis.survival.endpoint_time`` says: hold5k at the run's last step − 5,000)."""
     if runs.empty:
         return pd.DataFrame(columns=["frac", "recipe", "median", "events", "n", "rank"])
     rows = []
     for (f, r), g in runs.groupby(["frac", "recipe"]):
         ev = g[f"{endpoint}_event"] if f"{endpoint}_event" in g else g[endpoint].notna()
-        t = g[endpoint].where(ev, g["last"]).astype(float)
+        t = g[endpoint].astype(float).fillna(g["last"])   # each endpoint's own censoring (``endpoint_time``)
         rows.append({"frac": f, "recipe": r, "median": km_median(t.tolist(), ev.tolist()), "events": int(ev.sum()),
                      "n": len(g)})
     out = pd.DataFrame(rows)
@@ -268,36 +317,146 @@ def ranking(runs: pd.DataFrame, endpoint: str = "stable") -> pd.DataFrame:
 def summary(table: pd.DataFrame, runs: pd.DataFrame, recipe: str = "LRD") -> dict:
     """The numbers the chapter words: ``fractions_in`` (fractions with ``recipe`` and tuned L2
     complete), ``decisions`` per endpoint (``decisions``), the ``ranking`` on the primary endpoint,
-    ``recipe``'s median Q/K stable rank at the stable grok per fraction with the rank bound, and the
-    ``endpoints`` of every recipe (``endpoint_summary``)."""
-    g = runs[runs.recipe == recipe] if len(runs) else runs
-    rank = (g.groupby("frac")[["srank_at_grok", "rank_bound"]].median().reset_index() if len(g)
-            else pd.DataFrame(columns=["frac", "srank_at_grok", "rank_bound"]))
+    ``recipe``'s Q/K stable rank at the stable grok per fraction over the runs that have one
+    (``srank_at_grok`` the median, ``srank_min``, ``srank_max``, ``runs``, ``below_half``: runs below
+    half the bound) with the rank bound, and the ``endpoints`` of every recipe (``endpoint_summary``)."""
+    g = runs[(runs.recipe == recipe) & runs.stable_event] if len(runs) else runs
+    cols = ["frac", "srank_at_grok", "srank_min", "srank_max", "runs", "below_half", "rank_bound"]
+    if len(g):
+        g = g.astype({"srank_at_grok": float}).assign(below=lambda x: x.srank_at_grok < x.rank_bound / 2)
+    rank = (g.groupby("frac").agg(
+                srank_at_grok=("srank_at_grok", "median"), srank_min=("srank_at_grok", "min"),
+                srank_max=("srank_at_grok", "max"), runs=("srank_at_grok", "size"), below_half=("below", "sum"),
+                rank_bound=("rank_bound", "median")).reset_index() if len(g) else pd.DataFrame(columns=cols))
     return {"fractions_in": int(table[table.recipe == recipe].frac.nunique()),
             "decisions": {e: decisions(table, recipe, e) for e in ENDPOINTS},
             "ranking": ranking(runs), "stable_rank_at_grok": rank, "endpoints": endpoint_summary(runs)}
 
 
 def endpoint_contrast(table: pd.DataFrame, summ: dict, recipe: str = "LRD") -> list[str]:
-    """One sentence per fraction where the primary endpoint decides for ``recipe`` and the first
-    grok does not: the two ratios with their decisions, and how many runs of each recipe held
-    5,000 steps (``summ["endpoints"]``), so that the reader sees whether the advantage lies in how
-    soon the first grok comes or in whether it lasts."""
+    """One sentence per fraction where the primary endpoint and the first grok decide differently
+    for ``recipe`` (one decides, the other does not, or they decide different folds): the two
+    ratios with their decisions, and how many runs of each recipe held 5,000 steps
+    (``summ["endpoints"]``), so that the reader sees whether an advantage lies in how soon the first
+    grok comes or in whether it lasts."""
     out, ends = [], summ["endpoints"]
     for f in sorted(table[table.recipe == recipe].frac.unique()):
         row = {e: table[(table.recipe == recipe) & (table.frac == f) & (table.endpoint == e)] for e in ("stable", "first")}
         if any(len(r) == 0 for r in row.values()):
             continue
         st, fi = row["stable"].iloc[0], row["first"].iloc[0]
-        if st.decision == "not decided" or fi.decision != "not decided":
+        if st.decision == fi.decision:
             continue
         held = {r: ends[(ends.recipe == r) & (ends.frac == f)] for r in (recipe, REFERENCE)}
         held = {r: (int(h.hold5k.iloc[0]), int(h.n.iloc[0])) if len(h) else (0, 0) for r, h in held.items()}
-        out.append(f"At {f:g} the endpoints part: on the first grok {recipe} / {REFERENCE} = {fi.ratio:.2f} (not decided), "
-                   f"on the stable grok {st.ratio:.2f} ({st.decision}); {held[recipe][0]} of {held[recipe][1]} {recipe} runs "
-                   f"and {held[REFERENCE][0]} of {held[REFERENCE][1]} {REFERENCE} runs hold ≥ 0.99 for 5,000 steps: there "
-                   f"{recipe}'s advantage lies in whether the grok lasts, not in how soon it first comes.")
+        hold = (f"{held[recipe][0]} of {held[recipe][1]} {recipe} runs and {held[REFERENCE][0]} of {held[REFERENCE][1]} "
+                f"{REFERENCE} runs hold ≥ 0.99 for 5,000 steps")
+        if fi.decision == "not decided":
+            why = f"there {recipe}'s advantage lies in whether the grok lasts, not in how soon it first comes"
+        elif st.decision == "not decided":
+            why = (f"there {recipe} groks first sooner, and that lead does not carry to the stable grok"
+                   + ("; neither recipe's grok lasts" if not held[recipe][0] and not held[REFERENCE][0] else ""))
+        else:
+            why = "the fold differs with the endpoint"
+        out.append(f"At {f:g} the endpoints part: on the first grok {recipe} / {REFERENCE} = {fi.ratio:.2f} ({fi.decision}), "
+                   f"on the stable grok {st.ratio:.2f} ({st.decision}); {hold}: {why}.")
     return out
+
+
+def _fracs(fs) -> str:
+    return ", ".join(f"{f:g}" for f in fs) or "none"
+
+
+def primary_sentence(summ: dict, recipe: str = "LRD") -> str:
+    """The protocol's decision in one sentence: how many of the 8 fractions are in, and per outcome
+    of ``decision`` the fractions on the primary endpoint."""
+    if not summ["fractions_in"]:
+        return f"No fraction has every evaluation run of {recipe} and {REFERENCE} yet: the protocol states no decision."
+    d = summ["decisions"]["stable"]
+    return (f"{summ['fractions_in']} of {len(H.FRACTIONS)} fractions have every evaluation run of {recipe} and {REFERENCE}. "
+            f"On the primary endpoint (stable grok) {recipe} is ≥ 3× faster at {_fracs(d['≥ 3× faster'])}, ≥ 2× (under 3×) "
+            f"at {_fracs(d['≥ 2× faster'])}, faster by under 2× at {_fracs(d['faster'])}, slower at {_fracs(d['slower'])}, "
+            f"and not decided at {_fracs(d['not decided'])} (a decision needs a Holm-corrected p < {ALPHA:g} and a "
+            "ratio of medians at or below 1/2 or 1/3).")
+
+
+def no_lasting_grok(summ: dict) -> list[str]:
+    """One sentence per fraction where no run of any recipe compared holds ≥ 0.99 for 5,000 steps:
+    there every stable grok is the last recovery before the observation window closes, and the
+    window closes at first + max(5,000, first), so the primary endpoint follows the first grok."""
+    out = []
+    for f, g in summ["endpoints"].groupby("frac"):
+        if len(g) > 1 and not g.hold5k.any():
+            out.append(f"At {f:g} no run of {' or '.join(g.recipe)} holds ≥ 0.99 for 5,000 steps (hold5k: 0 of {g.n.sum()}); "
+                       f"their stable groks are held {g.min_held.min():,.0f}-{g.max_held.max():,.0f} steps before the run "
+                       "ends, and a run ends when its observation window closes, at first grok + max(5,000, first grok): "
+                       "there the primary endpoint is the last recovery before that point, so it orders the runs much as "
+                       "their first grok does, not by a grok that lasts.")
+    return out
+
+
+def _rank_kinds(summ: dict, recipe: str) -> tuple[dict, set]:
+    """({frac: "low-rank" | "not low-rank" | "split"}, the fractions where ``recipe`` wins)."""
+    sr = summ["stable_rank_at_grok"]
+    won = {f for d, fs in summ["decisions"]["stable"].items() if d not in ("not decided", "slower") for f in fs}
+    kinds = {x.frac: ("low-rank" if 2 * x.below_half > x.runs else "not low-rank" if not x.below_half else "split")
+             for x in sr.itertuples()} if len(sr) else {}
+    return kinds, won
+
+
+def low_rank_verdict(summ: dict, recipe: str = "LRD") -> str:
+    """Whether the ``recipe`` that wins on the primary endpoint is low-rank, in one sentence: at a
+    fraction where it wins, "low-rank" when most of its runs' Q/K stable rank at the stable grok lies
+    below half the bound (the width; the reading of the earlier chapters), "not low-rank" when none
+    does, "split" otherwise."""
+    kinds, won = _rank_kinds(summ, recipe)
+    at_won = {kinds[f] for f in won if f in kinds}
+    if not at_won:
+        return f"{recipe} wins at no fraction yet, so whether the winning {recipe} is low-rank is not measured."
+    if len(at_won) == 1:
+        return f"The {recipe} that wins is {at_won.pop()} (its Q/K stable rank at the stable grok)."
+    return f"The {recipe} that wins is low-rank at some fractions and not at others."
+
+
+def low_rank_sentence(summ: dict, table: pd.DataFrame | None = None, recipe: str = "LRD") -> str:
+    """``low_rank_verdict``, then per complete fraction ``recipe``'s Q/K stable rank at the stable
+    grok: median and range over the runs that have one, against the bound, and how many of those
+    runs lie below half the bound."""
+    sr = summ["stable_rank_at_grok"]
+    if not len(sr):
+        return f"No run of {recipe} has a stable grok in a complete fraction yet: its rank at the grok is not measured."
+    kinds, won = _rank_kinds(summ, recipe)
+    parts = [f"at {x.frac:g}{' (where it wins)' if x.frac in won else ''} median {x.srank_at_grok:.1f} of "
+             f"{x.rank_bound:.0f}, runs {x.srank_min:.1f}-{x.srank_max:.1f}, {x.below_half} of {x.runs} with a "
+             f"stable grok below half the bound ({kinds[x.frac]})" for x in sr.itertuples()]
+    return f"{low_rank_verdict(summ, recipe)} Per complete fraction: " + "; ".join(parts) + "."
+
+
+def shift_verdict(table: pd.DataFrame, recipe: str = "LRD") -> str:
+    """``shift_sentence`` in short: per fraction where the rule gives a fold on the primary endpoint,
+    the fold the paired shift tests support."""
+    g = table[(table.recipe == recipe) & (table.endpoint == "stable")] if len(table) else table
+    g = g[g.decision.isin(["≥ 3× faster", "≥ 2× faster"])] if len(g) else g
+    if not len(g):
+        return "No fraction has a fold decided on the primary endpoint yet."
+    parts = [f"at {x.frac:g} {x.decision_shift} (the rule: {x.decision})" for x in g.itertuples()]
+    return "The paired sign test of the fold itself supports " + "; ".join(parts) + "."
+
+
+def shift_sentence(table: pd.DataFrame, recipe: str = "LRD") -> str:
+    """Sensitivity: per fraction where the protocol's rule gives a fold, whether the paired test of
+    that fold itself (``shift_sign_test``, Holm-corrected) supports it, on the primary endpoint."""
+    g = table[(table.recipe == recipe) & (table.endpoint == "stable")]
+    out = []
+    for x in g.itertuples():
+        if x.decision not in ("≥ 3× faster", "≥ 2× faster"):
+            continue
+        tests = "; ".join(f"{k}-fold shift: {getattr(x, f'a_first_shift{k}')} to {getattr(x, f'b_first_shift{k}')} pairs, "
+                          f"Holm p {getattr(x, f'p_holm_shift{k}'):.2g}" for k in (2, 3))
+        agree = "supports it" if x.decision_shift == x.decision else f"supports {x.decision_shift}"
+        out.append(f"At {x.frac:g} the rule's {x.decision} rests on the ratio of medians {x.ratio:.2f} "
+                   f"[{x.lo:.2g}, {x.hi:.2g}]; the paired test of the fold itself {agree} ({tests}).")
+    return " ".join(out) or "No fraction has a fold decided on the primary endpoint yet."
 
 
 PRIMARY_FIELDS = ("n", "a_events", "b_events", "a_median", "b_median", "ratio", "lo", "hi", "p", "p_holm", "decision")

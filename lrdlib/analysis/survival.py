@@ -107,14 +107,48 @@ def paired_ratio(a: dict, b: dict, n_boot: int = 2000, level: float = 0.95, seed
     """Ratio of KM medians a / b over the seeds both have (``{seed: (time, event)}`` each), with a
     paired bootstrap interval (seeds resampled jointly, ``paired_ratio_boot``). ``inf``/0 where a
     median is beyond the budget; resamples where both medians are beyond it (no ratio) are left out
-    of the interval."""
+    of the interval, so it is conditional on a ratio existing: ``boot_no_ratio``, ``boot_zero`` and
+    ``boot_inf`` are the shares of the ``n_boot`` resamples with no ratio, a ratio of 0 (b's median
+    beyond the runs) and of ``inf`` (a's)."""
     n = len(set(a) & set(b))
     if not n:
-        return {"ratio": math.nan, "lo": math.nan, "hi": math.nan, "seeds": 0}
+        return {"ratio": math.nan, "lo": math.nan, "hi": math.nan, "seeds": 0,
+                "boot_no_ratio": math.nan, "boot_zero": math.nan, "boot_inf": math.nan}
     r, rs = paired_ratio_boot(a, b, n_boot, level, seed)
+    shares = {"boot_no_ratio": float(np.isnan(rs).mean()), "boot_zero": float((rs == 0).mean()),
+              "boot_inf": float(np.isinf(rs).mean())}
     rs = rs[~np.isnan(rs)]
     lo, hi = _percentiles(rs, level) if len(rs) else (math.nan, math.nan)
-    return {"ratio": r, "lo": lo, "hi": hi, "seeds": n}
+    return {"ratio": r, "lo": lo, "hi": hi, "seeds": n, **shares}
+
+
+def ratio_bound(a: dict, b: dict) -> float:
+    """The ratio of KM medians a / b over the seeds both have, where it is a number, else the
+    bound the runs allow: when b's median lies beyond its runs (ratio 0) b's median exceeds b's
+    largest time, so a / b < a's median / that time; when a's (ratio ``inf``), a / b > a's largest
+    time / b's median. NaN when both medians lie beyond the runs. A decision "k× faster" reads this
+    bound, never a 0 that only says b's median was not reached."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return math.nan
+    ma, mb = (km_median([x[s][0] for s in seeds], [x[s][1] for s in seeds]) for x in (a, b))
+    if math.isinf(ma) and math.isinf(mb):
+        return math.nan
+    if math.isinf(mb):
+        return ma / max(b[s][0] for s in seeds)
+    if math.isinf(ma):
+        return max(a[s][0] for s in seeds) / mb
+    return ma / mb if mb else math.nan
+
+
+def shift_sign_test(a: dict, b: dict, k: float) -> dict:
+    """The paired sign test of a k-fold shift: ``sign_test`` of a's times multiplied by ``k``
+    against b's (``{seed: (time, event)}``). A small p with ``a_first`` > ``b_first`` says that a
+    run of a is more than k times faster than its pair of b more often than not: a test of
+    "≥ k× faster" itself, where the ratio of medians only estimates it."""
+    if not k > 0:
+        raise ValueError(f"k={k!r}: the shift must be a positive factor")
+    return sign_test({s: (k * t, e) for s, (t, e) in a.items()}, b)
 
 
 def _ratio(x: float, y: float) -> float:
@@ -251,30 +285,44 @@ def logrank_p(a: dict, b: dict) -> float:
     return float(stats.logrank(data(a), data(b)).pvalue)
 
 
+# the shifts whose sign test is reported beside the protocol's test (the 2× and 3× of its question)
+SHIFTS = (2, 3)
+
+
+def endpoint_time(e: dict, endpoint: str) -> tuple[float, bool]:
+    """(time, event) of one run on ``endpoint``, from ``lrdlib.core.grok.endpoints``'s ``e``: the
+    event's step, or the endpoint's own censoring step: ``stable`` at the run's last step,
+    ``hold5k`` at the latest start of a hold the run can show (last − 5,000, amendment A2),
+    ``first`` and ``chapter`` at the last step."""
+    t = e[endpoint]
+    event = bool(e.get(f"{endpoint}_event", t is not None))
+    return float(t if t is not None else e["last"]), event
+
+
 def protocol_rows(a: dict, b: dict, endpoint: str = "stable", n_boot: int = 2000, seed: int = 0,
                   n_tests: int | None = None) -> list[dict]:
     """One recipe ``a`` against ``b`` (tuned L2) per train fraction: ``a`` and ``b`` are
     ``{frac: [record, ...]}`` of the evaluation seeds. Per fraction ``paired_comparison`` on the
     ``endpoint`` of ``lrdlib.core.grok.endpoints`` (``stable``: to the end of the run; ``first``;
-    ``chapter``; ``hold5k``: held 5,000 steps), censored at each run's last step, the events ``a_events``/``b_events`` of ``n``,
+    ``chapter``; ``hold5k``: held 5,000 steps), censored where ``endpoint_time`` says, the events ``a_events``/``b_events`` of ``n``,
     ``p_logrank``, and ``p_holm`` (Holm across the fractions; ``n_tests``: the family's size when
-    only some fractions are in)."""
+    only some fractions are in); ``ratio_bound`` (``ratio_bound``), and per shift m of ``SHIFTS``
+    the sign test of an m-fold shift (``shift_sign_test``: ``a_first_shift2``, ``b_first_shift2``,
+    ``p_shift2``, Holm-corrected in the same family as ``p_holm_shift2``; a sensitivity analysis)."""
 
     def by_seed_of(records):
-        out = {}
-        for r in records:
-            e = endpoints(r)
-            t = e["stable"] if endpoint == "stable" else e[endpoint]
-            event = e.get(f"{endpoint}_event", t is not None)
-            out[r["config"]["seed"]] = (float(t if event else e["last"]), bool(event))
-        return out
+        return {r["config"]["seed"]: endpoint_time(endpoints(r), endpoint) for r in records}
     rows = []
     for f in sorted(set(a) & set(b)):
         ta, tb = by_seed_of(a[f]), by_seed_of(b[f])
         rows.append({"frac": f, "endpoint": endpoint, "n": len(ta),
                      "a_events": sum(e for _, e in ta.values()), "b_events": sum(e for _, e in tb.values()),
                      "a_median": km_median(*zip(*ta.values())), "b_median": km_median(*zip(*tb.values())),
-                     **paired_comparison(ta, tb, n_boot=n_boot, seed=seed), "p_logrank": logrank_p(ta, tb)})
-    for r, p in zip(rows, holm([r["p"] for r in rows], n_tests)):
-        r["p_holm"] = p
+                     **paired_comparison(ta, tb, n_boot=n_boot, seed=seed), "p_logrank": logrank_p(ta, tb),
+                     "ratio_bound": ratio_bound(ta, tb),
+                     **{f"{k}_shift{m}": v for m in SHIFTS for k, v in shift_sign_test(ta, tb, m).items()
+                        if k in ("a_first", "b_first", "p")}})
+    for key in ("p", *(f"p_shift{m}" for m in SHIFTS)):
+        for r, p in zip(rows, holm([r[key] for r in rows], n_tests)):
+            r[key.replace("p", "p_holm", 1)] = p
     return rows
