@@ -166,6 +166,20 @@ def test_protocol_figure_draws_a_marker_per_complete_fraction_and_says_when_none
     assert "no fraction" in " ".join(t.get_text() for t in empty.axes[0].texts)
 
 
+def test_protocol_figure_marks_a_median_beyond_the_runs_by_its_bound_not_by_a_zero():
+    import pandas as pd
+    from matplotlib.collections import PathCollection
+
+    from lrdlib.analysis import phase_figures as pf
+    from lrdlib.analysis.figures import arm_styles
+    row = {"recipe": "LRD", "frac": 0.35, "endpoint": "hold5k", "ratio": 0.0, "lo": 0.0, "hi": 0.0,
+           "ratio_bound": 0.64, "decision": "not decided"}
+    fig = pf.protocol_figure(pd.DataFrame([row]), H.FRACTIONS, arm_styles(["LRD"]), endpoints=("hold5k",))
+    pts = [c.get_offsets() for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert len(pts) == 1 and pts[0][0][1] == pytest.approx(0.64)   # the triangle sits at the bound
+    assert not fig.axes[0].texts   # a bound is a reading: no "no ratio" note
+
+
 def test_a_setting_reads_its_own_runs_only():
     from lrdlib.core.recipes import Setting
     wide = Setting(width=256)

@@ -343,9 +343,11 @@ def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequenc
     """The protocol's comparison (``lrdlib.analysis.protocol.table``), one panel per endpoint: per
     train fraction (x) and recipe, the ratio of KM medians recipe / tuned L2 (log y) with its paired
     bootstrap 95 % interval, drawn to the panel's edge where a bound lies beyond ``ylim`` (0 or ∞:
-    a median beyond the runs in some resamples); filled where Holm-corrected p < 0.05. Dashed: 1/2
-    and 1/3 (the protocol's 2× and 3×). A fraction not yet complete, or with no ratio (both medians
-    beyond the runs), has no marker."""
+    a median beyond the runs in some resamples); filled where the protocol decides (``decision``).
+    Where one median lies beyond its runs (ratio 0 or ∞) a triangle marks the bound the runs allow
+    (``ratio_bound``): pointing down, the ratio lies below it; up, above. Dashed: 1/2 and 1/3 (the
+    protocol's 2× and 3×). A fraction not yet complete, or with no ratio (both medians beyond the
+    runs), has no marker."""
     fig, axes = figure("full", 1.9 * len(endpoints) + 0.4, nrows=len(endpoints), sharex=True)
     axes = np.atleast_1d(axes)
     for ax, endpoint in zip(axes, endpoints):
@@ -355,14 +357,23 @@ def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequenc
             g = t[t.recipe == r]
             x = np.array([list(fracs).index(f) for f in g.frac]) + (j - (len(recipes) - 1) / 2) * 0.09
             y, lo, hi = g.ratio.to_numpy(float), g.lo.to_numpy(float), g.hi.to_numpy(float)
-            st, ok = styles[r], np.isfinite(g.ratio.to_numpy(float))
+            st, ok = styles[r], np.isfinite(y) & (y > 0)
             ax.vlines(x[ok], np.clip(lo[ok], *ylim), np.clip(np.nan_to_num(hi[ok], nan=ylim[1]), *ylim),
                       color=st["color"], lw=1)
-            sig = (g.p_holm < 0.05).to_numpy() & ok
+            bound = g.ratio_bound.to_numpy(float) if "ratio_bound" in g else np.full(len(g), np.nan)
+            decided = (g.decision != "not decided").to_numpy()
+            for one_sided, mk in ((y == 0, "v"), (np.isinf(y), "^")):   # a median beyond its runs: the bound
+                for xi, b, d in zip(x[one_sided & np.isfinite(bound)], bound[one_sided & np.isfinite(bound)],
+                                    decided[one_sided & np.isfinite(bound)]):
+                    ax.scatter([xi], [np.clip(b, *ylim)], marker=mk, s=26, zorder=3, edgecolor=st["color"],
+                               facecolor=st["color"] if d else "white")
+            ok = ok | np.isfinite(bound)   # a bound is a reading; only "both beyond" gets the note below
+            sig = decided & np.isfinite(y) & (y > 0)
             if sig.any():
                 ax.scatter(x[sig], y[sig], color=st["color"], marker=st["marker"], s=22, zorder=3, label=r)
-            if (ok & ~sig).any():
-                ax.scatter(x[ok & ~sig], y[ok & ~sig], facecolor="white", edgecolor=st["color"], marker=st["marker"],
+            open_ = ~decided & np.isfinite(y) & (y > 0)
+            if open_.any():
+                ax.scatter(x[open_], y[open_], facecolor="white", edgecolor=st["color"], marker=st["marker"],
                            s=22, zorder=3, label=None if sig.any() else r)
             for xi in x[~ok]:   # both medians beyond the runs: no ratio
                 ax.annotate("no ratio:\nboth medians\nbeyond the runs", (xi, 1), ha="center", va="center",
@@ -375,7 +386,8 @@ def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequenc
         ax.set_yticks(ticks, [f"1/{round(1 / v)}" if v < 1 else f"{v:g}" for v in ticks])
         ax.yaxis.set_minor_locator(NullLocator())
         ax.set_ylabel("KM median / tuned L2")
-        ax.set_title(f"endpoint '{endpoint}' (filled: Holm p < 0.05)", fontsize="medium")
+        ax.set_title(f"endpoint '{endpoint}' (filled: decided by the protocol's rule; triangle: a bound)",
+                     fontsize="medium")
         if not recipes:
             ax.text(0.5, 0.5, "no fraction has every evaluation run of a recipe and of tuned L2 yet", ha="center",
                     va="center", transform=ax.transAxes)
