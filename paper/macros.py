@@ -317,7 +317,7 @@ _TEX_UNICODE = {"∞": r"\ensuremath{\infty}", "≥": r"\ensuremath{\ge}", "≤"
                 "×": r"\ensuremath{\times}", "−": r"\ensuremath{-}", "√": r"\ensuremath{\surd}", "‖": r"\ensuremath{\Vert}",
                 "ᵀ": r"\ensuremath{^{\top}}", "α": r"\ensuremath{\alpha}", "λ": r"\ensuremath{\lambda}",
                 "η": r"\ensuremath{\eta}", "θ": r"\ensuremath{\theta}", "ρ": r"\ensuremath{\rho}", "σ": r"\ensuremath{\sigma}",
-                "φ": r"\ensuremath{\varphi}", "–": "--", "—": "---"}
+                "φ": r"\ensuremath{\varphi}", "ₒ": r"\ensuremath{_{o}}", "–": "--", "—": "---"}
 
 
 def tex_escape(s: str) -> str:

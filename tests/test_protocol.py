@@ -282,3 +282,17 @@ def test_shift_decision_is_the_largest_fold_its_test_supports_in_the_recipes_fav
     assert P.shift_decision(row | {"p_holm_shift3": 0.01}) == "≥ 3× faster"
     assert P.shift_decision(row | {"a_first_shift2": 0, "b_first_shift2": 9}) == "faster"
     assert P.shift_decision(row | {"p_holm_shift2": 0.5, "p_holm": 0.5}) == "not decided"
+
+
+def test_lasting_by_other_decay_sets_the_holds_beside_the_decay_each_search_chose():
+    import pandas as pd
+    states = {("LRD", 0.35): {"best": (0.03, 0.1)}, ("LRD", 0.5): {"best": (0.01, 1.0)},
+              ("tuned L2", 0.35): {"best": (1.0, None)}}
+    ends = pd.DataFrame([{"recipe": "LRD", "frac": 0.35, "n": 10, "hold5k": 9},
+                         {"recipe": "LRD", "frac": 0.5, "n": 10, "hold5k": 0},
+                         {"recipe": "tuned L2", "frac": 0.35, "n": 10, "hold5k": 0}])
+    t = P.lasting_by_other_decay(states, {"endpoints": ends})
+    assert t.other_decay.tolist() == [0.1, 1.0, 1.0]
+    words = P.lasting_sentence(t)
+    assert "LRD with λₒ 0.1 on the other parameters holds ≥ 0.99 for 5,000 steps in 9 of 10 runs (at 0.35)" in words
+    assert "tuned L2 with λ 1 on the other parameters holds ≥ 0.99 for 5,000 steps in 0 of 10 runs" in words

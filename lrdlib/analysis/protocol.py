@@ -363,6 +363,37 @@ def endpoint_contrast(table: pd.DataFrame, summ: dict, recipe: str = "LRD") -> l
     return out
 
 
+def lasting_by_other_decay(states: dict, summ: dict) -> pd.DataFrame:
+    """Per recipe and complete fraction, the decay of the parameters other than W_Q, W_K in the
+    setting its search chose (``other_decay``: tuned L2's λ, a recipe's λₒ) beside how many of its
+    evaluation runs hold ≥ 0.99 for 5,000 steps (``hold5k`` of ``n``): an observation, not a test,
+    that shows whether a lasting grok goes with the recipe or with that decay."""
+    ends = summ["endpoints"]
+    rows = []
+    for x in ends.itertuples():
+        st = states.get((x.recipe, x.frac))
+        if not st or not st["best"]:
+            continue
+        qk, other = st["best"]
+        rows.append({"recipe": x.recipe, "frac": x.frac, "qk": qk, "other_decay": qk if other is None else other,
+                     "hold5k": int(x.hold5k), "n": int(x.n)})
+    return pd.DataFrame(rows, columns=["recipe", "frac", "qk", "other_decay", "hold5k", "n"])
+
+
+def lasting_sentence(lasting: pd.DataFrame) -> str:
+    """``lasting_by_other_decay`` in words: per recipe and decay of the other parameters, the runs
+    that hold 5,000 steps, and the fractions."""
+    if not len(lasting):
+        return "No fraction is complete yet."
+    parts = []
+    for (r, d), g in lasting.groupby(["recipe", "other_decay"], sort=False):
+        name = "λ" if r == REFERENCE else "λₒ"
+        parts.append(f"{r} with {name} {d:g} on the other parameters holds ≥ 0.99 for 5,000 steps in {g.hold5k.sum()} of "
+                     f"{g.n.sum()} runs (at {_fracs(sorted(g.frac))})")
+    return ("Which runs keep their grok, by the decay of the parameters other than the query and key weights that each search chose "
+            "(an observation, not a test): " + "; ".join(parts) + ".")
+
+
 def _fracs(fs) -> str:
     return ", ".join(f"{f:g}" for f in fs) or "none"
 
