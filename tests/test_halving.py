@@ -109,8 +109,12 @@ def test_unsearched_fractions_take_the_nearest_searched_setting():
 def test_the_plan_runs_the_primary_comparison_first_and_the_cli_wants_all_or_one():
     p = H.plan()
     assert p[:4] == [("tuned L2", 0.5), ("LRD", 0.5), ("tuned L2", 0.35), ("LRD", 0.35)]
-    assert {r for r, _ in p[:16]} == set(H.PRIMARY) and len(p) == 16 + 5
-    assert {f for r, f in p[16:]} == set(H.SECONDARY_FRACTIONS)
+    assert {r for r, _ in p[:8]} == set(H.PRIMARY) and len(p) == 16 + 5
+    assert [x for x in p if x[0] in H.PRIMARY] == [(r, f) for f in (0.5, 0.35, 0.25, 0.2, 0.3, 0.4, 0.6, 0.8)
+                                                   for r in H.PRIMARY]
+    assert {f for r, f in p if r not in H.PRIMARY} == set(H.SECONDARY_FRACTIONS)
+    # amendment A6 (order only): no Q/K decay at 0.35 right after the primary pair at 0.2
+    assert p[6:9] == [("tuned L2", 0.2), ("LRD", 0.2), ("no Q/K decay", 0.35)] and len(set(p)) == len(p)
 
 
 def test_amendment_a4_evaluates_the_secondary_recipes_on_ten_seeds_where_searched_only():

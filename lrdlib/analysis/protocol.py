@@ -67,7 +67,9 @@ def spec() -> dict:
                            "last − 5,000; a decision on the ratio bound, in the direction of the decided pairs; the stable "
                            "rank over runs with a stable grok",
                            "S2 (sensitivity, with C1): the sign test of a 2- and 3-fold shift; Holm over the ten-seed "
-                           "fractions; the bootstrap's shares of no ratio, 0 and ∞"],
+                           "fractions; the bootstrap's shares of no ratio, 0 and ∞",
+                           "A6 (order only, before any secondary run): no Q/K decay at 0.35 right after the primary "
+                           "pair at 0.2"],
             "decision_direction": "the sign test's decided pairs favour the recipe the ratio favours; a median beyond "
                                   "the runs enters as the bound the runs allow (ratio_bound)"}
 

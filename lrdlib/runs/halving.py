@@ -211,13 +211,22 @@ def s1_configs(recipe: str, frac: float, setting: Setting = SEED_SETTING) -> lis
             for qk, other in S1_CELLS[recipe, frac] for s in RUNGS[-1].seeds]
 
 
+# amendment A6 (order only): the recipe with no Q/K decay at 0.35 runs after the primary pair at 0.2
+EARLY = (("no Q/K decay", 0.35), ("tuned L2", 0.2), ("LRD", 0.2))
+
+
 def plan() -> list[tuple[str, float]]:
     """The protocol's runs in its order (``paper/protocol.md``, Evaluation): tuned L2 and LRD at every
-    fraction, the ten-seed ones first; then the secondary recipes at 0.35 (amendment A4)."""
+    fraction, the ten-seed ones first; then the secondary recipes at 0.35 (amendment A4). Amendment
+    A6 moves the recipe with no Q/K decay at 0.35 to just after the primary pair at 0.2 (``EARLY``);
+    the order changes no run."""
     first = (0.5, 0.35, 0.25, 0.2, 0.3, 0.4, 0.6, 0.8)
     out = [(r, f) for f in first for r in PRIMARY]
     second = [r for r in RECIPES if r not in PRIMARY]
-    return out + [(r, f) for r in second for f in SECONDARY_FRACTIONS]
+    out += [(r, f) for r in second for f in SECONDARY_FRACTIONS]
+    early = out.pop(out.index(EARLY[0]))
+    out.insert(out.index(EARLY[2]) + 1, early)
+    return out
 
 
 def run_one(recipe: str, frac: float, evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> Path:
