@@ -296,3 +296,16 @@ def test_lasting_by_other_decay_sets_the_holds_beside_the_decay_each_search_chos
     words = P.lasting_sentence(t)
     assert "LRD with λₒ 0.1 on the other parameters holds ≥ 0.99 for 5,000 steps in 9 of 10 runs (at 0.35)" in words
     assert "tuned L2 with λ 1 on the other parameters holds ≥ 0.99 for 5,000 steps in 0 of 10 runs" in words
+
+
+def test_no_lasting_grok_names_each_fraction_once_and_skips_a_fraction_with_a_hold():
+    import pandas as pd
+    rows = [("LRD", 0.2, 5, 0, 100, 500), ("tuned L2", 0.2, 5, 0, 200, 400),
+            ("LRD", 0.35, 10, 9, 0, 5000), ("tuned L2", 0.35, 10, 0, 100, 900),
+            ("LRD", 0.5, 10, 0, 300, 1100), ("tuned L2", 0.5, 10, 0, 100, 700)]
+    ends = pd.DataFrame(rows, columns=["recipe", "frac", "n", "hold5k", "min_held", "max_held"])
+    out = P.no_lasting_grok({"endpoints": ends})
+    assert len(out) == 1
+    assert out[0].startswith("At 0.2 and 0.5 no run of LRD or tuned L2 holds ≥ 0.99 for 5,000 steps (hold5k: 0 of 10, 0 of 20)")
+    assert "held 100-1,100 steps" in out[0] and "0.35" not in out[0]
+    assert P.no_lasting_grok({"endpoints": ends[ends.frac == 0.35]}) == []

@@ -414,17 +414,26 @@ def primary_sentence(summ: dict, recipe: str = "LRD") -> str:
 
 
 def no_lasting_grok(summ: dict) -> list[str]:
-    """One sentence per fraction where no run of any recipe compared holds ≥ 0.99 for 5,000 steps:
-    there every stable grok is the last recovery before the observation window closes, and the
-    window closes at first + max(5,000, first), so the primary endpoint follows the first grok."""
-    out = []
+    """The fractions where no run of any recipe compared holds ≥ 0.99 for 5,000 steps, one sentence
+    per set of recipes: there every stable grok is the last recovery before the observation window
+    closes, and the window closes at first + max(5,000, first), so the primary endpoint follows
+    the first grok."""
+    groups: dict[tuple, list] = {}
     for f, g in summ["endpoints"].groupby("frac"):
         if len(g) > 1 and not g.hold5k.any():
-            out.append(f"At {f:g} no run of {' or '.join(g.recipe)} holds ≥ 0.99 for 5,000 steps (hold5k: 0 of {g.n.sum()}); "
-                       f"their stable groks are held {g.min_held.min():,.0f}-{g.max_held.max():,.0f} steps before the run "
-                       "ends, and a run ends when its observation window closes, at first grok + max(5,000, first grok): "
-                       "there the primary endpoint is the last recovery before that point, so it orders the runs much as "
-                       "their first grok does, not by a grok that lasts.")
+            groups.setdefault(tuple(g.recipe), []).append((f, g))
+    out = []
+    for recipes, fg in groups.items():
+        fr = [f"{f:g}" for f, _ in fg]
+        where = fr[0] if len(fr) == 1 else ", ".join(fr[:-1]) + " and " + fr[-1]
+        counts = ", ".join(f"0 of {g.n.sum()}" for _, g in fg)
+        lo = min(g.min_held.min() for _, g in fg)
+        hi = max(g.max_held.max() for _, g in fg)
+        out.append(f"At {where} no run of {' or '.join(recipes)} holds ≥ 0.99 for 5,000 steps (hold5k: {counts}); "
+                   f"their stable groks are held {lo:,.0f}-{hi:,.0f} steps before the run ends. A run ends when its "
+                   "observation window closes, at first grok + max(5,000, first grok), so there the primary endpoint "
+                   "is the last recovery before that point: it orders the runs much as their first grok does, not by "
+                   "a grok that lasts.")
     return out
 
 
