@@ -309,3 +309,35 @@ def test_no_lasting_grok_names_each_fraction_once_and_skips_a_fraction_with_a_ho
     assert out[0].startswith("At 0.2 and 0.5 no run of LRD or tuned L2 holds ≥ 0.99 for 5,000 steps (hold5k: 0 of 10, 0 of 20)")
     assert "held 100-1,100 steps" in out[0] and "0.35" not in out[0]
     assert P.no_lasting_grok({"endpoints": ends[ends.frac == 0.35]}) == []
+
+
+def _rec(recipe, qk, other, frac, seed, accs, steps=10000):
+    from lrdlib.core.recipes import recipe_config
+    cfg = recipe_config(recipe, qk, other, train_frac=frac, seed=seed, steps=steps).to_dict()
+    return {"config": cfg, "status": "ok",
+            "history": {"step": [100 * (i + 1) for i in range(len(accs))], "val_acc": accs}}
+
+
+def test_recipe_of_inverts_recipe_config_for_every_recipe():
+    from lrdlib.core.recipes import RECIPES, recipe_config
+    for r, (centre, _) in RECIPES.items():
+        qk, other = (1.0, None) if r == "tuned L2" else (centre, 0.3)
+        cfg = recipe_config(r, qk, other, train_frac=0.35, seed=100, steps=4000).to_dict()
+        assert P.recipe_of(cfg) == (r, qk, other)
+
+
+def test_lasting_by_cell_counts_holds_per_setting_of_both_knobs_and_skips_short_runs():
+    held = [0.5] * 10 + [1.0] * 60             # ≥ 0.99 from step 1,100 to 7,000: 5,900 steps
+    brief = [0.5] * 10 + [1.0] * 20 + [0.5] * 30
+    never = [0.5] * 70
+    recs = [_rec("LRD", 0.03, 0.1, 0.35, 100, held), _rec("LRD", 0.03, 0.1, 0.35, 1000, brief),
+            _rec("LRD", 0.03, 1.0, 0.35, 100, brief), _rec("tuned L2", 0.1, None, 0.35, 100, never),
+            _rec("LRD", 0.03, 0.1, 0.35, 101, held, steps=4000)]
+    t = P.lasting_by_cell(recs)
+    assert len(t) == 3 and t.n.sum() == 4
+    row = t[(t.recipe == "LRD") & (t.other_decay == 0.1)].iloc[0]
+    assert (row.n, row["first"], row.hold5k, row.search, row["eval"]) == (2, 2, 1, 1, 1)
+    words = P.lasting_cells_sentence(t)
+    assert "LRD α 0.03 at 0.35: λₒ 0.1 1 of 2, λₒ 1 0 of 1" in words
+    assert "tuned L2 λ 0.1 0 of 1 (none reaches 0.99)" in words
+    assert "no run holds" in P.lasting_cells_sentence(t.assign(hold5k=0))

@@ -396,6 +396,93 @@ def lasting_sentence(lasting: pd.DataFrame) -> str:
             "(an observation, not a test): " + "; ".join(parts) + ".")
 
 
+def recipe_of(config: dict) -> tuple[str, float | None, float | None]:
+    """The (recipe, Q/K knob, λₒ) a run's config was made from (the inverse of
+    ``lrdlib.core.recipes.recipe_config``): tuned L2 as (λ, None), no Q/K decay as (None, λₒ)."""
+    o, d = config["optim"], config["decay"]
+    if o["kind"] == "luon":
+        return "Luon", o["luon_lambda"], o["weight_decay"]
+    if d["kind"] != "none":
+        name = next((r for r, (_, k) in RECIPES.items() if k == d["kind"]), None)
+        if name is None:
+            raise ValueError(f"decay kind {d['kind']!r} is no recipe's (recipes: {', '.join(RECIPES)})")
+        return name, d["strength"], o["weight_decay"]
+    if o["target_weight_decay"] == o["weight_decay"] and o["weight_decay"] > 0:
+        return REFERENCE, o["weight_decay"], None
+    return "no Q/K decay", None, o["weight_decay"]
+
+
+def lasting_by_cell(records: Sequence[dict], min_steps: int = 10000) -> pd.DataFrame:
+    """Every protocol run with a budget of at least ``min_steps`` (the search's last rung, sensitivity
+    S1 and the evaluation), per recipe, fraction, Q/K knob and λₒ: ``n`` runs, ``first`` (runs that
+    reach 0.99 at all), ``hold5k`` (runs holding ≥ 0.99 for 5,000 steps), ``search``/``eval`` (how
+    many of the ``n`` are on search / evaluation seeds). An observation across the searches' cells,
+    not a test: it shows which settings of both knobs keep a grok."""
+    rows = []
+    for rec in records:
+        c = rec["config"]
+        if c["steps"] < min_steps:
+            continue
+        r, qk, other = recipe_of(c)
+        e = endpoints(rec)
+        rows.append({"recipe": r, "frac": c["task"]["train_frac"], "qk": qk, "other_decay": other,
+                     "first": e["first"] is not None, "hold5k": e["hold5k_event"], "eval": c["seed"] >= min(H.FIVE_SEEDS)})
+    cols = ["recipe", "frac", "qk", "other_decay", "n", "first", "hold5k", "search", "eval"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows).fillna({"qk": -1.0, "other_decay": -1.0})   # groupby drops None keys
+    out = (df.groupby(["recipe", "frac", "qk", "other_decay"])
+           .agg(n=("first", "size"), first=("first", "sum"), hold5k=("hold5k", "sum"), eval=("eval", "sum"))
+           .reset_index().assign(search=lambda x: x.n - x["eval"]))
+    out = out.replace({"qk": {-1.0: None}, "other_decay": {-1.0: None}})
+    return out[cols].astype({"n": int, "first": int, "hold5k": int, "search": int, "eval": int})
+
+
+KNOB = {"tuned L2": "λ", "Luon": "λ", "SVT": "τ", "fixed norm": "r"}   # the Q/K knob's letter; else α
+
+
+def _cell(x, frac: bool = True) -> str:
+    q = f" {KNOB.get(x.recipe, 'α')} {x.qk:g}" if x.qk is not None and not pd.isna(x.qk) else ""
+    o = f", λₒ {x.other_decay:g}" if x.other_decay is not None and not pd.isna(x.other_decay) else ""
+    return f"{x.recipe}{q}{o}" + (f" at {x.frac:g}" if frac else "")
+
+
+def _count(y) -> str:
+    return f"{y.hold5k} of {y.n}" + ("" if y.first else " (none reaches 0.99)")
+
+
+def lasting_cells_sentence(cells: pd.DataFrame) -> str:
+    """``lasting_by_cell`` in words: per recipe, fraction and Q/K knob with runs that hold 5,000
+    steps, its runs at every λₒ tried; then the other cells at that fraction with one of those λₒ
+    (another Q/K knob or recipe; tuned L2 at that λ), which say whether the hold goes with the Q/K
+    treatment, with λₒ, or with both."""
+    if not len(cells):
+        return "No protocol run of 10,000 steps or more is stored yet."
+    head = (f"Over the {cells.n.sum()} protocol runs of at least 10,000 steps (the search's last rung, S1 and the "
+            f"evaluation, {len(cells)} settings of the two knobs; a cell the search dropped after 4,000 steps is not "
+            "among them), ")
+    keys = cells[cells.hold5k > 0][["recipe", "frac", "qk"]].drop_duplicates()
+    if not len(keys):
+        return head + "no run holds ≥ 0.99 for 5,000 steps."
+    parts, shown = [], set()
+    for k in keys.itertuples():
+        grp = cells[(cells.recipe == k.recipe) & (cells.frac == k.frac) & (cells.qk == k.qk)]
+        held_o = set(grp[grp.hold5k > 0].other_decay)
+        knob = f" {KNOB.get(k.recipe, 'α')} {k.qk:g}" if k.qk is not None and not pd.isna(k.qk) else ""
+        txt = (f"{k.recipe}{knob} at {k.frac:g}: " + ", ".join(f"λₒ {y.other_decay:g} {_count(y)}" for y in grp.itertuples()))
+        at = cells[(cells.frac == k.frac) & ~cells.index.isin(grp.index)]
+        same = at[at.other_decay.isin(held_o) | ((at.recipe == REFERENCE) & at.qk.isin(held_o))]
+        if len(same):
+            txt += "; with the same decay of the other parameters otherwise: " + ", ".join(
+                f"{_cell(y, frac=False)} {_count(y)}" for y in same.itertuples())
+        shown |= set(grp.index) | set(same.index)
+        parts.append(txt)
+    rest = cells[~cells.index.isin(shown)]
+    return (head + "runs that hold ≥ 0.99 for 5,000 steps: " + "; ".join(parts)
+            + f". No run of the other {len(rest)} settings ({rest.n.sum()} runs) holds that long "
+            "(an observation across the searches' cells, mostly on the two search seeds, not a test).")
+
+
 def _fracs(fs) -> str:
     return ", ".join(f"{f:g}" for f in fs) or "none"
 
