@@ -176,3 +176,15 @@ def test_the_recall_setting_is_notebook_08s_task_over_its_p_symbols():
     assert (cfg.task.op, cfg.task.p, cfg.task.pairs, cfg.task.samples) == ("recall", 24, RECALL.pairs, RECALL.samples)
     assert (cfg.task.train_frac, cfg.task.split_seed, cfg.model.vocab_size, cfg.model.seq_len) == (0.35, 7, 25, 7)
     assert cfg.decay.strength == 0.03 and cfg.optim.weight_decay == 0.1 and s.label() == "op=recall,p=24"
+
+
+def test_sensitivity_s1_and_s3_run_their_declared_cells_on_their_declared_seeds():
+    from lrdlib.analysis.protocol import recipe_of
+    s1 = [c for r, f in H.S1_CELLS for c in H.s1_configs(r, f)]
+    assert {c.seed for c in s1} == set(H.RUNGS[-1].seeds) and all(c.steps == H.BUDGET for c in s1)
+    assert {recipe_of(c.to_dict()) for c in s1} == {("tuned L2", 0.1, None), ("tuned L2", 0.3, None)}
+    s3 = H.s3_configs()
+    assert [c.seed for c in s3] == list(H.FIVE_SEEDS) and all(c.steps == H.BUDGET for c in s3)
+    assert {(recipe_of(c.to_dict()), c.task.train_frac) for c in s3} == {(("LRD", 0.03, 1.0), 0.35)}
+    with pytest.raises(ValueError, match="S1 covers"):
+        H.s1_configs("LRD", 0.35)

@@ -211,6 +211,17 @@ def s1_configs(recipe: str, frac: float, setting: Setting = SEED_SETTING) -> lis
             for qk, other in S1_CELLS[recipe, frac] for s in RUNGS[-1].seeds]
 
 
+# sensitivity S3 (paper/protocol.md): LRD's Q/K treatment at 0.35 without the λₒ its search chose
+S3_CELLS = {("LRD", 0.35): ((0.03, 1.0),)}
+
+
+def s3_configs(setting: Setting = SEED_SETTING) -> list:
+    """The runs of sensitivity S3: each cell of ``S3_CELLS`` on evaluation seeds 1000-1004
+    (``FIVE_SEEDS``) for ``BUDGET`` steps, paired with the recipe's evaluation runs on those seeds."""
+    return [recipe_config(r, qk, other, train_frac=f, seed=s, steps=BUDGET, setting=setting)
+            for (r, f), cells in S3_CELLS.items() for qk, other in cells for s in FIVE_SEEDS]
+
+
 # amendment A6 (order only): the recipe with no Q/K decay at 0.35 runs after the primary pair at 0.2
 EARLY = (("no Q/K decay", 0.35), ("tuned L2", 0.2), ("LRD", 0.2))
 
@@ -254,11 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation)")
     ap.add_argument("--s1", action="store_true", help="sensitivity S1: the weaker decays tuned L2's search dropped "
                     "at rung 0, on the search seeds for the full budget (S1_CELLS)")
+    ap.add_argument("--s3", action="store_true", help="sensitivity S3: LRD's Q/K treatment at 0.35 with λₒ 1 "
+                    "instead of its search's 0.1, on evaluation seeds 1000-1004 (S3_CELLS)")
     ap.add_argument("--setting", default="", help="where to run, e.g. 'p=97,width=256' or 'lr_scale=1/3' "
                     "(lrdlib.core.recipes.Setting; default: the seed setting)")
     a = ap.parse_args(argv)
-    if a.s1:
-        cfgs = [c for r, f in S1_CELLS for c in s1_configs(r, f)]
+    if a.s1 or a.s3:
+        cfgs = ([c for r, f in S1_CELLS for c in s1_configs(r, f)] if a.s1 else []) + (s3_configs() if a.s3 else [])
         run_sweep(cfgs, cache=run_cache("paper"), executor="process")
         return 0
     if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
