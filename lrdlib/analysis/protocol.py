@@ -69,7 +69,10 @@ def spec() -> dict:
                            "S2 (sensitivity, with C1): the sign test of a 2- and 3-fold shift; Holm over the ten-seed "
                            "fractions; the bootstrap's shares of no ratio, 0 and ∞",
                            "A6 (order only, before any secondary run): no Q/K decay at 0.35 right after the primary "
-                           "pair at 0.2"],
+                           "pair at 0.2",
+                           "S3 (sensitivity, after 5 evaluation runs of no Q/K decay at 0.35): LRD α 0.03 with λₒ 1 at "
+                           "0.35 on evaluation seeds 1000-1004, beside LRD's λₒ 0.1",
+                           "A7 (order only, with S3): the rest of no Q/K decay at 0.35 after the primary pairs"],
             "decision_direction": "the sign test's decided pairs favour the recipe the ratio favours; a median beyond "
                                   "the runs enters as the bound the runs allow (ratio_bound)"}
 

@@ -222,22 +222,19 @@ def s3_configs(setting: Setting = SEED_SETTING) -> list:
             for (r, f), cells in S3_CELLS.items() for qk, other in cells for s in FIVE_SEEDS]
 
 
-# amendment A6 (order only): the recipe with no Q/K decay at 0.35 runs after the primary pair at 0.2
-EARLY = (("no Q/K decay", 0.35), ("tuned L2", 0.2), ("LRD", 0.2))
+# amendments A6 and A7 (order only): the recipe with no Q/K decay at 0.35 first among the secondary recipes
+FIRST_SECONDARY = "no Q/K decay"
 
 
 def plan() -> list[tuple[str, float]]:
     """The protocol's runs in its order (``paper/protocol.md``, Evaluation): tuned L2 and LRD at every
-    fraction, the ten-seed ones first; then the secondary recipes at 0.35 (amendment A4). Amendment
-    A6 moves the recipe with no Q/K decay at 0.35 to just after the primary pair at 0.2 (``EARLY``);
-    the order changes no run."""
+    fraction, the ten-seed ones first; then the secondary recipes at 0.35 (amendment A4), the one
+    with no Q/K decay first (amendment A6 moved it to just after the primary pair at 0.2, and A7 back
+    behind the last primary pair: ``FIRST_SECONDARY``). The order changes no run."""
     first = (0.5, 0.35, 0.25, 0.2, 0.3, 0.4, 0.6, 0.8)
     out = [(r, f) for f in first for r in PRIMARY]
-    second = [r for r in RECIPES if r not in PRIMARY]
-    out += [(r, f) for r in second for f in SECONDARY_FRACTIONS]
-    early = out.pop(out.index(EARLY[0]))
-    out.insert(out.index(EARLY[2]) + 1, early)
-    return out
+    second = sorted((r for r in RECIPES if r not in PRIMARY), key=lambda r: r != FIRST_SECONDARY)
+    return out + [(r, f) for r in second for f in SECONDARY_FRACTIONS]
 
 
 def run_one(recipe: str, frac: float, evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> Path:
