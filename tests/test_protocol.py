@@ -341,3 +341,29 @@ def test_lasting_by_cell_counts_holds_per_setting_of_both_knobs_and_skips_short_
     assert "LRD α 0.03 at 0.35: λₒ 0.1 1 of 2, λₒ 1 0 of 1" in words
     assert "tuned L2 λ 0.1 0 of 1 (none reaches 0.99)" in words
     assert "no run holds" in P.lasting_cells_sentence(t.assign(hold5k=0))
+
+
+def test_sensitivity_s3_reads_its_runs_beside_the_chosen_setting_on_the_same_seeds():
+    from lrdlib.core.recipes import recipe_config
+
+    class Cache(dict):
+        def load(self, cfg):
+            return self.get(cfg.key())
+
+    def put(cache, qk, other, seed, accs):
+        cfg = recipe_config("LRD", qk, other, train_frac=0.35, seed=seed, steps=H.BUDGET)
+        cache[cfg.key()] = {"config": cfg.to_dict(), "status": "ok",
+                            "history": {"step": [100 * (i + 1) for i in range(len(accs))], "val_acc": accs}}
+
+    cache, states = Cache(), {("LRD", 0.35): {"best": (0.03, 0.1)}}
+    for s in H.FIVE_SEEDS:
+        put(cache, 0.03, 0.1, s, [0.5] * 10 + [1.0] * 60)            # stable at 1,100, holds 5,900 steps
+    assert "0 of 5 runs stored, no reading yet" in P.s3_sentence(P.s3_table(states, cache))
+    for s in H.FIVE_SEEDS:
+        put(cache, 0.03, 1.0, s, [0.5] * 30 + [1.0] * 20 + [0.5] * 10 + [1.0] * 20)   # stable at 6,100
+    t = P.s3_table(states, cache)
+    assert len(t) == 10 and t.stored.all() and set(t.arm) == {"S3", "chosen"}
+    words = P.s3_sentence(t)
+    assert "λₒ 1: stable grok on 5 of 5 (median 6,100), 0 of 5 holding" in words
+    assert "λₒ 0.1: stable grok on 5 of 5 (median 1,100), 5 of 5 holding" in words
+    assert "groks stably first on 0 seeds, the search's on 5" in words

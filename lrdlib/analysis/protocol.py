@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lrdlib.analysis.frames import records_cost
-from lrdlib.analysis.survival import holm, km_median, protocol_rows
+from lrdlib.analysis.survival import endpoint_time, holm, km_median, protocol_rows, sign_test
 from lrdlib.core.grok import HOLD_LONG, endpoints
 from lrdlib.core.recipes import OTHER_WD, OTHER_WD_SECONDARY, RECIPES, SEED_SETTING, Setting, recipe_config
 from lrdlib.runs import halving as H
@@ -281,6 +281,50 @@ def s1_sentence(s1: pd.DataFrame) -> str:
         else:
             out.append(f"S1 at {f:g}: no weaker decay dropped at rung 0 would have won {r}'s search run for the full budget "
                        f"(median stable grok on the search seeds {scores}; the chosen λ's {cells.chosen.iloc[0]:,.0f}); {held}.")
+    return " ".join(out)
+
+
+def s3_table(states: dict, cache) -> pd.DataFrame:
+    """Sensitivity S3 (``lrdlib.runs.halving.S3_CELLS``): per cell and evaluation seed 1000-1004, the
+    S3 run (``arm`` "S3") beside the recipe's evaluation run at its search's best on the same seed
+    (``arm`` "chosen"): ``other`` (λₒ), ``stored``, first, stable grok, hold5k, final accuracy."""
+    rows = []
+    for (r, f), cells in H.S3_CELLS.items():
+        st = states.get((r, f))
+        arms = [("S3", c) for c in cells] + ([("chosen", tuple(st["best"]))] if st and st.get("best") else [])
+        for arm, (qk, other) in arms:
+            for seed in H.FIVE_SEEDS:
+                x = cache.load(recipe_config(r, qk, other, train_frac=f, seed=seed, steps=H.BUDGET))
+                e = endpoints(x) if x is not None else {}
+                rows.append({"recipe": r, "frac": f, "arm": arm, "qk": qk, "other": other, "seed": seed,
+                             "stored": x is not None and x.get("status") in ("ok", "diverged"),
+                             **{k: e.get(k) for k in ("first", "stable", "stable_event", "hold5k_event", "final_val_acc", "last")}})
+    return pd.DataFrame(rows)
+
+
+def s3_sentence(s3: pd.DataFrame) -> str:
+    """Sensitivity S3 in words: per cell, once its runs and the chosen setting's are stored, the
+    stable groks (events of n, KM median) and the runs holding 5,000 steps of both, and the paired
+    sign test of the stable grok (descriptive: five pairs cannot reach p < 0.0625)."""
+    out = []
+    for (r, f), g in s3.groupby(["recipe", "frac"], sort=False):
+        if not g.stored.all() or set(g.arm) != {"S3", "chosen"}:
+            out.append(f"S3 at {f:g}: {int(g[g.arm == 'S3'].stored.sum())} of {int((g.arm == 'S3').sum())} runs stored, no reading yet.")
+            continue
+        arm = {a: {x.seed: endpoint_time(x._asdict(), "stable") for x in h.itertuples()} for a, h in g.groupby("arm")}
+        desc = {}
+        for a, h in g.groupby("arm"):
+            t = [v[0] for v in arm[a].values()]
+            e = [v[1] for v in arm[a].values()]
+            med = km_median(t, e)
+            desc[a] = (f"λₒ {h.other.iloc[0]:g}: stable grok on {sum(e)} of {len(e)} (median "
+                       f"{'beyond the runs' if not math.isfinite(med) else f'{med:,.0f}'}), "
+                       f"{int(h.hold5k_event.sum())} of {len(h)} holding ≥ 0.99 for 5,000 steps")
+        t = sign_test(arm["S3"], arm["chosen"])
+        qk = g.qk.iloc[0]
+        out.append(f"S3 at {f:g}, {r} {KNOB.get(r, 'α')} {qk:g} on seeds {min(g.seed)}-{max(g.seed)}: {desc['S3']}; with its "
+                   f"search's {desc['chosen']}; paired, the λₒ of S3 groks stably first on {t['a_first']} seeds, the "
+                   f"search's on {t['b_first']} ({t['undecided']} undecided; sign test p = {t['p']:.2g}, descriptive).")
     return " ".join(out)
 
 
