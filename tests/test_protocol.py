@@ -367,3 +367,15 @@ def test_sensitivity_s3_reads_its_runs_beside_the_chosen_setting_on_the_same_see
     assert "λₒ 1: stable grok on 5 of 5 (median 6,100), 0 of 5 holding" in words
     assert "λₒ 0.1: stable grok on 5 of 5 (median 1,100), 5 of 5 holding" in words
     assert "groks stably first on 0 seeds, the search's on 5" in words
+
+
+def test_primary_sentence_names_each_outcome_where_it_occurs_and_the_others_once():
+    d = {"≥ 3× faster": [0.35], "≥ 2× faster": [], "faster": [], "slower": [], "not decided": [0.2, 0.25, 0.5]}
+    words = P.primary_sentence({"fractions_in": 4, "decisions": {"stable": d}})
+    assert words.startswith("4 of 8 fractions have every evaluation run of LRD and tuned L2.")
+    assert ("LRD is ≥ 3× faster at 0.35 and not decided at 0.2, 0.25 and 0.5; it is ≥ 2× (under 3×) faster, "
+            "faster by under 2× or slower at none (") in words
+    d = {"≥ 3× faster": [0.35], "≥ 2× faster": [0.5], "faster": [0.25], "slower": [0.8], "not decided": []}
+    words = P.primary_sentence({"fractions_in": 4, "decisions": {"stable": d}})
+    assert "at none" not in words and "slower at 0.8 (" in words
+    assert "states no decision" in P.primary_sentence({"fractions_in": 0, "decisions": {}})

@@ -534,17 +534,27 @@ def _fracs(fs) -> str:
     return ", ".join(f"{f:g}" for f in fs) or "none"
 
 
+def _join(items: Sequence[str], last: str = "and") -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {last} " + items[-1]
+
+
+OUTCOMES = (("≥ 3× faster", "≥ 3× faster"), ("≥ 2× faster", "≥ 2× (under 3×) faster"), ("faster", "faster by under 2×"),
+            ("slower", "slower"), ("not decided", "not decided"))
+
+
 def primary_sentence(summ: dict, recipe: str = "LRD") -> str:
-    """The protocol's decision in one sentence: how many of the 8 fractions are in, and per outcome
-    of ``decision`` the fractions on the primary endpoint."""
+    """The protocol's decision in one sentence: how many of the 8 fractions are in, the fractions of
+    each outcome of ``decision`` on the primary endpoint, and the outcomes that occur nowhere."""
     if not summ["fractions_in"]:
         return f"No fraction has every evaluation run of {recipe} and {REFERENCE} yet: the protocol states no decision."
     d = summ["decisions"]["stable"]
+    seen = [f"{label} at {_join([f'{f:g}' for f in d[k]])}" for k, label in OUTCOMES if d.get(k)]
+    unseen = [label for k, label in OUTCOMES[:-1] if not d.get(k)]
     return (f"{summ['fractions_in']} of {len(H.FRACTIONS)} fractions have every evaluation run of {recipe} and {REFERENCE}. "
-            f"On the primary endpoint (stable grok) {recipe} is ≥ 3× faster at {_fracs(d['≥ 3× faster'])}, ≥ 2× (under 3×) "
-            f"at {_fracs(d['≥ 2× faster'])}, faster by under 2× at {_fracs(d['faster'])}, slower at {_fracs(d['slower'])}, "
-            f"and not decided at {_fracs(d['not decided'])} (a decision needs a Holm-corrected p < {ALPHA:g} and a "
-            "ratio of medians at or below 1/2 or 1/3).")
+            f"On the primary endpoint (stable grok) {recipe} is {_join(seen)}"
+            + (f"; it is {_join(unseen, 'or')} at none" if unseen else "")
+            + f" (a decision needs a Holm-corrected p < {ALPHA:g} and a ratio of medians at or below 1/2 or 1/3).")
 
 
 def no_lasting_grok(summ: dict) -> list[str]:
