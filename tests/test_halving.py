@@ -1,4 +1,5 @@
 """The protocol's recipes and its successive-halving search, on made-up records."""
+import json
 import math
 
 import pytest
@@ -188,3 +189,25 @@ def test_sensitivity_s1_and_s3_run_their_declared_cells_on_their_declared_seeds(
     assert {(recipe_of(c.to_dict()), c.task.train_frac) for c in s3} == {(("LRD", 0.03, 1.0), 0.35)}
     with pytest.raises(ValueError, match="S1 covers"):
         H.s1_configs("LRD", 0.35)
+
+
+def test_groups_cut_the_plan_into_the_primary_pairs_then_one_group_per_secondary_recipe():
+    g = H.groups(H.plan())
+    assert g[0] == [x for x in H.plan() if x[0] in H.PRIMARY] and len(g[0]) == 16
+    assert [grp[0][0] for grp in g[1:]] == [r for r in RECIPES if r not in H.PRIMARY and r == H.FIRST_SECONDARY] + \
+        [r for r in RECIPES if r not in H.PRIMARY and r != H.FIRST_SECONDARY]
+    assert sum(g, []) == H.plan()
+
+
+def test_run_group_searches_each_item_then_evaluates_all_of_them_in_one_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
+    calls = []
+
+    def sweep(cfgs, return_records=True, **_):
+        calls.append(len(cfgs))
+        recs = [fake_record(c, 1000 if c.optim.weight_decay == 1.0 else None) for c in cfgs]
+        return None, recs
+
+    paths = H.run_group([("tuned L2", 0.6), ("tuned L2", 0.8)], True, sweep=sweep)
+    assert calls[-1] == 2 * len(H.FIVE_SEEDS) and len(paths) == 2
+    assert all(len(json.loads(p.read_text())["evaluation"]) == len(H.FIVE_SEEDS) for p in paths)

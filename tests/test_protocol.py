@@ -366,7 +366,7 @@ def test_sensitivity_s3_reads_its_runs_beside_the_chosen_setting_on_the_same_see
     words = P.s3_sentence(t)
     assert "λₒ 1: stable grok on 5 of 5 (median 6,100), 0 of 5 holding" in words
     assert "λₒ 0.1: stable grok on 5 of 5 (median 1,100), 5 of 5 holding" in words
-    assert "groks stably first on 0 seeds, the search's on 5" in words
+    assert "the stable grok comes first with λₒ 1 on 0 seeds and with λₒ 0.1 on 5" in words
 
 
 def test_primary_sentence_names_each_outcome_where_it_occurs_and_the_others_once():

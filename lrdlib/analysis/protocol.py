@@ -322,9 +322,11 @@ def s3_sentence(s3: pd.DataFrame) -> str:
                        f"{int(h.hold5k_event.sum())} of {len(h)} holding ≥ 0.99 for 5,000 steps")
         t = sign_test(arm["S3"], arm["chosen"])
         qk = g.qk.iloc[0]
+        lo = [g[g.arm == a].other.iloc[0] for a in ("S3", "chosen")]
         out.append(f"S3 at {f:g}, {r} {KNOB.get(r, 'α')} {qk:g} on seeds {min(g.seed)}-{max(g.seed)}: {desc['S3']}; with its "
-                   f"search's {desc['chosen']}; paired, the λₒ of S3 groks stably first on {t['a_first']} seeds, the "
-                   f"search's on {t['b_first']} ({t['undecided']} undecided; sign test p = {t['p']:.2g}, descriptive).")
+                   f"search's {desc['chosen']}; paired by seed, the stable grok comes first with λₒ {lo[0]:g} on {t['a_first']} "
+                   f"seeds and with λₒ {lo[1]:g} on {t['b_first']} ({t['undecided']} undecided; sign test p = {t['p']:.2g}, "
+                   "descriptive).")
     return " ".join(out)
 
 

@@ -145,16 +145,6 @@ def search_recipe(recipe: str, frac: float, rungs: Sequence[Rung] = RUNGS, max_e
                     "rows": rows}
 
 
-def evaluate(recipe: str, frac: float, best: tuple, seeds: Sequence[int] | None = None, steps: int = BUDGET,
-             setting: Setting = SEED_SETTING,
-             **sweep_kw) -> list[dict]:
-    """The records of ``recipe`` at its ``best`` (qk, other) on the evaluation seeds of ``frac``."""
-    seeds = seeds or eval_seeds(recipe, frac)
-    _, recs = run_sweep([recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=steps, setting=setting) for s in seeds],
-                        return_records=True, **sweep_kw)
-    return recs
-
-
 class NotStored(LookupError):
     """A search or evaluation asked for runs the store does not hold (``missing`` of ``wanted``)."""
 
@@ -237,21 +227,50 @@ def plan() -> list[tuple[str, float]]:
     return out + [(r, f) for r in second for f in SECONDARY_FRACTIONS]
 
 
-def run_one(recipe: str, frac: float, evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> Path:
-    """Search ``recipe`` (at the fraction that sets its knobs at ``frac``), then, with
-    ``evaluate_too``, train its evaluation seeds; a summary to build/results/protocol/."""
-    found = search_recipe(recipe, searched_at(recipe, frac), setting=setting, **kw)
-    out = {k: v for k, v in found.items() if k != "rows"} | {"frac": frac, "searched_at": found["frac"],
-                                                            "setting": setting.label()}
-    out["ranking"] = [{"rung": r["rung"], "cell": r["cell"], "score": list(r["score"]),
-                       "keys": [x["key"] for x in r["records"]]} for r in found["rows"]]
+def eval_configs(recipe: str, frac: float, best: tuple, setting: Setting = SEED_SETTING) -> list:
+    """The evaluation runs of ``recipe`` at its ``best`` (qk, other) on the evaluation seeds of ``frac``."""
+    return [recipe_config(recipe, best[0], best[1], train_frac=frac, seed=s, steps=BUDGET, setting=setting)
+            for s in eval_seeds(recipe, frac)]
+
+
+def run_group(items: Sequence[tuple[str, float]], evaluate_too: bool, setting: Setting = SEED_SETTING, **kw) -> list[Path]:
+    """Search every (recipe, fraction) of ``items`` in turn (at the fraction that sets its knobs),
+    then, with ``evaluate_too``, train all their evaluation runs in one sweep, so that a pool of
+    workers never idles between one recipe's last run and the next recipe's first; a summary per
+    item to build/results/protocol/."""
+    sweep = kw.pop("sweep", None) or run_sweep
+    found = [(r, f, search_recipe(r, searched_at(r, f), setting=setting, sweep=sweep, **kw)) for r, f in items]
+    recs = {}
     if evaluate_too:
-        out["evaluation"] = [endpoints(r) | {"key": r["key"]} for r in evaluate(recipe, frac, found["best"], setting=setting, **kw)]
-    path = results_dir() / "protocol" / setting.label() / f"{recipe.replace(' ', '_')}_{frac}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(strict_json(out), indent=1, allow_nan=False, default=str) + "\n")
-    print(f"{recipe} at {frac}: best {found['best']}; {path}", flush=True)
-    return path
+        cfgs = [c for r, f, x in found for c in eval_configs(r, f, x["best"], setting)]
+        _, out = sweep(cfgs, return_records=True, **kw)
+        recs = {c.key(): rec for c, rec in zip(cfgs, out)}
+    paths = []
+    for r, f, x in found:
+        out = {k: v for k, v in x.items() if k != "rows"} | {"frac": f, "searched_at": x["frac"], "setting": setting.label()}
+        out["ranking"] = [{"rung": row["rung"], "cell": row["cell"], "score": list(row["score"]),
+                           "keys": [y["key"] for y in row["records"]]} for row in x["rows"]]
+        if evaluate_too:
+            out["evaluation"] = [endpoints(recs[c.key()]) | {"key": c.key()} for c in eval_configs(r, f, x["best"], setting)]
+        path = results_dir() / "protocol" / setting.label() / f"{r.replace(' ', '_')}_{f}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(strict_json(out), indent=1, allow_nan=False, default=str) + "\n")
+        print(f"{r} at {f}: best {x['best']}; {path}", flush=True)
+        paths.append(path)
+    return paths
+
+
+def groups(items: Sequence[tuple[str, float]]) -> list[list[tuple[str, float]]]:
+    """``items`` (the plan) cut into the primary pairs and then one group per secondary recipe, in order:
+    the units ``--all`` searches and then evaluates in one sweep."""
+    out: list[list[tuple[str, float]]] = []
+    for r, f in items:
+        key = "primary" if r in PRIMARY else r
+        if out and ("primary" if out[-1][0][0] in PRIMARY else out[-1][0][0]) == key:
+            out[-1].append((r, f))
+        else:
+            out.append([(r, f)])
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -274,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
         ap.error("give --all, or both --recipe and --frac")
     kw = {"cache": run_cache("paper"), "executor": "process"}
-    for recipe, frac in plan() if a.all else [(a.recipe, a.frac)]:
-        run_one(recipe, frac, a.all or a.evaluate, Setting.parse(a.setting), **kw)
+    for group in groups(plan()) if a.all else [[(a.recipe, a.frac)]]:
+        run_group(group, a.all or a.evaluate, Setting.parse(a.setting), **kw)
     return 0
 
 
