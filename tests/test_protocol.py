@@ -379,3 +379,17 @@ def test_primary_sentence_names_each_outcome_where_it_occurs_and_the_others_once
     words = P.primary_sentence({"fractions_in": 4, "decisions": {"stable": d}})
     assert "at none" not in words and "slower at 0.8 (" in words
     assert "states no decision" in P.primary_sentence({"fractions_in": 0, "decisions": {}})
+
+
+def test_protocol_figure_crosses_a_fraction_with_no_ratio_and_notes_it_once():
+    import pandas as pd
+    from matplotlib.collections import PathCollection
+
+    from lrdlib.analysis import phase_figures as pf
+    from lrdlib.analysis.figures import arm_styles
+    rows = [{"recipe": "LRD", "frac": f, "endpoint": "hold5k", "ratio": math.nan, "lo": math.nan, "hi": math.nan,
+             "ratio_bound": math.nan, "decision": "not decided"} for f in (0.2, 0.25)]
+    fig = pf.protocol_figure(pd.DataFrame(rows), H.FRACTIONS, arm_styles(["LRD"]), endpoints=("hold5k",))
+    pts = [c.get_offsets() for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+    assert len(pts) == 1 and [tuple(p) for p in pts[0]] == [(0.0, 1.0), (1.0, 1.0)]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["×: no ratio (both medians beyond the runs)"]

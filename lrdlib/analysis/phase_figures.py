@@ -346,13 +346,14 @@ def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequenc
     a median beyond the runs in some resamples); filled where the protocol decides (``decision``).
     Where one median lies beyond its runs (ratio 0 or ∞) a triangle marks the bound the runs allow
     (``ratio_bound``): pointing down, the ratio lies below it; up, above. Dashed: 1/2 and 1/3 (the
-    protocol's 2× and 3×). A fraction not yet complete, or with no ratio (both medians beyond the
-    runs), has no marker."""
+    protocol's 2× and 3×). A fraction with no ratio (both medians beyond the runs) has a cross on 1
+    and a note in the panel; one not yet complete has no marker."""
     fig, axes = figure("full", 1.9 * len(endpoints) + 0.4, nrows=len(endpoints), sharex=True)
     axes = np.atleast_1d(axes)
     for ax, endpoint in zip(axes, endpoints):
         t = table[table.endpoint == endpoint] if len(table) else table
         recipes = list(dict.fromkeys(t.recipe)) if len(t) else []
+        no_ratio = False
         for j, r in enumerate(recipes):
             g = t[t.recipe == r]
             x = np.array([list(fracs).index(f) for f in g.frac]) + (j - (len(recipes) - 1) / 2) * 0.09
@@ -375,9 +376,12 @@ def protocol_figure(table: pd.DataFrame, fracs, styles: dict, endpoints: Sequenc
             if open_.any():
                 ax.scatter(x[open_], y[open_], facecolor="white", edgecolor=st["color"], marker=st["marker"],
                            s=22, zorder=3, label=None if sig.any() else r)
-            for xi in x[~ok]:   # both medians beyond the runs: no ratio
-                ax.annotate("no ratio:\nboth medians\nbeyond the runs", (xi, 1), ha="center", va="center",
-                            fontsize=MIN_FONT_PT, color=st["color"])
+            if (~ok).any():   # both medians beyond the runs: no ratio, a cross on 1 and one note per panel
+                ax.scatter(x[~ok], np.ones(int((~ok).sum())), marker="x", s=22, zorder=3, color=st["color"])
+                no_ratio = True
+        if no_ratio:
+            ax.text(0.99, 0.03, "×: no ratio (both medians beyond the runs)", transform=ax.transAxes, ha="right",
+                    va="bottom", fontsize=MIN_FONT_PT)
         for v, ls in ((1, "-"), (1 / 2, "--"), (1 / 3, ":")):
             ax.axhline(v, color="0.5", lw=0.8, ls=ls, zorder=0)
         ax.set_yscale("log")
