@@ -244,9 +244,9 @@ def test_endpoint_contrast_names_a_fraction_where_the_endpoints_decide_different
                          {"recipe": "tuned L2", "frac": 0.5, "n": 10, "hold5k": 0}])
     words = P.endpoint_contrast(pd.DataFrame(rows), {"endpoints": ends})
     assert len(words) == 2   # 0.25 decides the same (nothing) on both
-    assert words[0].startswith("At 0.35 the endpoints part") and "0.92 (not decided)" in words[0] and "0.29 (≥ 3× faster)" in words[0]
-    assert "9 of 10 LRD runs and 0 of 10 tuned L2 runs" in words[0] and "whether the grok lasts" in words[0]
-    assert words[1].startswith("At 0.5") and "0.50 (≥ 2× faster)" in words[1] and "0.87 (not decided)" in words[1]
+    assert words[0].startswith("The endpoints part, LRD / tuned L2, at 0.35 (first grok 0.92, not decided; stable grok 0.29, ≥ 3× faster;")
+    assert "holding ≥ 0.99 for 5,000 steps: LRD 9 of 10, tuned L2 0 of 10)" in words[0] and "whether the grok lasts" in words[0]
+    assert words[1].startswith("The endpoints part, LRD / tuned L2, at 0.5 (first grok 0.50, ≥ 2× faster; stable grok 0.87, not decided;")
     assert "groks first sooner" in words[1] and "neither recipe's grok lasts" in words[1]
     assert P.endpoint_contrast(pd.DataFrame(rows[4:]), {"endpoints": ends}) == []
 
@@ -393,3 +393,12 @@ def test_protocol_figure_crosses_a_fraction_with_no_ratio_and_notes_it_once():
     pts = [c.get_offsets() for c in fig.axes[0].collections if isinstance(c, PathCollection)]
     assert len(pts) == 1 and [tuple(p) for p in pts[0]] == [(0.0, 1.0), (1.0, 1.0)]
     assert [t.get_text() for t in fig.axes[0].texts] == ["×: no ratio (both medians beyond the runs)"]
+
+
+def test_endpoint_contrast_names_fractions_with_the_same_disagreement_in_one_sentence():
+    import pandas as pd
+    rows = [{"recipe": "LRD", "frac": f, "endpoint": e, "ratio": r, "decision": d}
+            for f in (0.25, 0.5) for e, r, d in (("stable", 0.8, "not decided"), ("first", 0.3, "≥ 3× faster"))]
+    ends = pd.DataFrame([{"recipe": r, "frac": f, "n": 10, "hold5k": 0} for r in ("LRD", "tuned L2") for f in (0.25, 0.5)])
+    words = P.endpoint_contrast(pd.DataFrame(rows), {"endpoints": ends})
+    assert len(words) == 1 and words[0].startswith("The endpoints part, LRD / tuned L2, at 0.25 (") and ") and 0.5 (" in words[0]

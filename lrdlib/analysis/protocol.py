@@ -385,12 +385,13 @@ def summary(table: pd.DataFrame, runs: pd.DataFrame, recipe: str = "LRD") -> dic
 
 
 def endpoint_contrast(table: pd.DataFrame, summ: dict, recipe: str = "LRD") -> list[str]:
-    """One sentence per fraction where the primary endpoint and the first grok decide differently
-    for ``recipe`` (one decides, the other does not, or they decide different folds): the two
-    ratios with their decisions, and how many runs of each recipe held 5,000 steps
-    (``summ["endpoints"]``), so that the reader sees whether an advantage lies in how soon the first
-    grok comes or in whether it lasts."""
-    out, ends = [], summ["endpoints"]
+    """One sentence per kind of disagreement between the primary endpoint and the first grok for
+    ``recipe`` (one decides and the other does not, either way, or they decide different folds),
+    naming its fractions with both ratios, their decisions and how many runs of each recipe held
+    5,000 steps (``summ["endpoints"]``), so that the reader sees whether an advantage lies in how
+    soon the first grok comes or in whether it lasts."""
+    groups: dict[str, list[str]] = {}
+    ends = summ["endpoints"]
     for f in sorted(table[table.recipe == recipe].frac.unique()):
         row = {e: table[(table.recipe == recipe) & (table.frac == f) & (table.endpoint == e)] for e in ("stable", "first")}
         if any(len(r) == 0 for r in row.values()):
@@ -400,18 +401,17 @@ def endpoint_contrast(table: pd.DataFrame, summ: dict, recipe: str = "LRD") -> l
             continue
         held = {r: ends[(ends.recipe == r) & (ends.frac == f)] for r in (recipe, REFERENCE)}
         held = {r: (int(h.hold5k.iloc[0]), int(h.n.iloc[0])) if len(h) else (0, 0) for r, h in held.items()}
-        hold = (f"{held[recipe][0]} of {held[recipe][1]} {recipe} runs and {held[REFERENCE][0]} of {held[REFERENCE][1]} "
-                f"{REFERENCE} runs hold ≥ 0.99 for 5,000 steps")
         if fi.decision == "not decided":
             why = f"there {recipe}'s advantage lies in whether the grok lasts, not in how soon it first comes"
         elif st.decision == "not decided":
             why = (f"there {recipe} groks first sooner, and that lead does not carry to the stable grok"
                    + ("; neither recipe's grok lasts" if not held[recipe][0] and not held[REFERENCE][0] else ""))
         else:
-            why = "the fold differs with the endpoint"
-        out.append(f"At {f:g} the endpoints part: on the first grok {recipe} / {REFERENCE} = {fi.ratio:.2f} ({fi.decision}), "
-                   f"on the stable grok {st.ratio:.2f} ({st.decision}); {hold}: {why}.")
-    return out
+            why = "there the fold differs with the endpoint"
+        groups.setdefault(why, []).append(
+            f"{f:g} (first grok {fi.ratio:.2f}, {fi.decision}; stable grok {st.ratio:.2f}, {st.decision}; holding ≥ 0.99 for "
+            f"5,000 steps: {recipe} {held[recipe][0]} of {held[recipe][1]}, {REFERENCE} {held[REFERENCE][0]} of {held[REFERENCE][1]})")
+    return [f"The endpoints part, {recipe} / {REFERENCE}, at {_join(parts)}: {why}." for why, parts in groups.items()]
 
 
 def lasting_by_other_decay(states: dict, summ: dict) -> pd.DataFrame:
