@@ -211,3 +211,9 @@ def test_run_group_searches_each_item_then_evaluates_all_of_them_in_one_sweep(tm
     paths = H.run_group([("tuned L2", 0.6), ("tuned L2", 0.8)], True, sweep=sweep)
     assert calls[-1] == 2 * len(H.FIVE_SEEDS) and len(paths) == 2
     assert all(len(json.loads(p.read_text())["evaluation"]) == len(H.FIVE_SEEDS) for p in paths)
+
+
+def test_sensitivity_configs_are_s1_then_s3_and_either_alone():
+    both = H.sensitivity_configs()
+    assert both == H.sensitivity_configs(True, False) + H.sensitivity_configs(False, True)
+    assert H.sensitivity_configs(False, False) == [] and len(H.sensitivity_configs(False, True)) == len(H.FIVE_SEEDS)

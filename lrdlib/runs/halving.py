@@ -278,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--recipe", choices=list(RECIPES))
     ap.add_argument("--frac", type=float)
     ap.add_argument("--evaluate", action="store_true", help="then train the evaluation seeds at the best cell")
-    ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation)")
+    ap.add_argument("--all", action="store_true", help="the whole protocol in its order (search and evaluation), "
+                    "then the sensitivity runs S1 and S3")
     ap.add_argument("--s1", action="store_true", help="sensitivity S1: the weaker decays tuned L2's search dropped "
                     "at rung 0, on the search seeds for the full budget (S1_CELLS)")
     ap.add_argument("--s3", action="store_true", help="sensitivity S3: LRD's Q/K treatment at 0.35 with λₒ 1 "
@@ -286,16 +287,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--setting", default="", help="where to run, e.g. 'p=97,width=256' or 'lr_scale=1/3' "
                     "(lrdlib.core.recipes.Setting; default: the seed setting)")
     a = ap.parse_args(argv)
-    if a.s1 or a.s3:
-        cfgs = ([c for r, f in S1_CELLS for c in s1_configs(r, f)] if a.s1 else []) + (s3_configs() if a.s3 else [])
-        run_sweep(cfgs, cache=run_cache("paper"), executor="process")
+    kw = {"cache": run_cache("paper"), "executor": "process"}
+    if (a.s1 or a.s3) and not a.all:
+        run_sweep(sensitivity_configs(a.s1, a.s3), **kw)
         return 0
     if a.all == (a.recipe is not None or a.frac is not None) or (not a.all and (a.recipe is None or a.frac is None)):
         ap.error("give --all, or both --recipe and --frac")
-    kw = {"cache": run_cache("paper"), "executor": "process"}
     for group in groups(plan()) if a.all else [[(a.recipe, a.frac)]]:
         run_group(group, a.all or a.evaluate, Setting.parse(a.setting), **kw)
+    if a.all:   # the sensitivity analyses last: the chapter reads them too
+        run_sweep(sensitivity_configs(), **kw)
     return 0
+
+
+def sensitivity_configs(s1: bool = True, s3: bool = True) -> list:
+    """The runs of sensitivity analyses S1 and S3 (``paper/protocol.md``)."""
+    return ([c for r, f in S1_CELLS for c in s1_configs(r, f)] if s1 else []) + (s3_configs() if s3 else [])
 
 
 if __name__ == "__main__":
