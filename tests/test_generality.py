@@ -205,3 +205,14 @@ def test_task_fraction_wants_a_stable_grok_not_a_first_one():
         return None, [rec]
     assert G.task_fraction(Setting(op="quad"), 0.5, (0.03, 0.1), sweep=sweep) is None
     assert G.probe_fractions(0.35) == [0.35, 0.45, 0.55, 0.65, 0.75, 0.85] and G.probe_fractions(0.8) == [0.8, 0.9]
+
+
+def test_f_big_reads_a_ratio_of_0_as_the_bound_the_runs_allow():
+    from lrdlib.analysis import generality as A
+    ratios = dict(zip(H.FRACTIONS, [0.34, 0.51, 0.0, 0.29, 0.9, 0.87, 0.8, 1.1]))
+    for bound, big in ((0.27, 0.3), (0.4, 0.35)):
+        t = _ptable(ratios)
+        t["ratio_bound"] = t.ratio.where(t.ratio > 0, bound)
+        out = A.choose_fractions(t)
+        assert out["f_big"] == big and out["ratio_big"] == pytest.approx(min(bound, 0.29))
+        assert ("the bound its runs allow" in out["sentence"]) == (big == 0.3)

@@ -73,23 +73,33 @@ def _family_best(ptable: pd.DataFrame, frac: float, pstatus: pd.DataFrame | None
         if waiting:
             return None, waiting
     family = ptable[ptable.recipe.isin(NUCLEAR_NORM_RECIPES) & (ptable.endpoint == "stable") & (ptable.frac == frac)]
-    family = family[np.isfinite(family.ratio.to_numpy(float))]
+    family = family[np.isfinite(effective_ratio(family))]
     return (str(_order(family).iloc[0].recipe) if len(family) else default), []
 
 
+def effective_ratio(g: pd.DataFrame) -> np.ndarray:
+    """The ratio the design orders fractions by: the ratio of medians where it is a number, the
+    bound the runs allow (``ratio_bound``, as the protocol's decision reads it) where tuned L2's median
+    lies beyond its runs (ratio 0), ∞ where the recipe's does, NaN where both do."""
+    r = g.ratio.to_numpy(float)
+    b = g.ratio_bound.to_numpy(float) if "ratio_bound" in g else r
+    return np.where(np.isfinite(r) & (r > 0), r, np.where(r == 0, b, r))
+
+
 def _order(g: pd.DataFrame) -> pd.DataFrame:
-    """Rows by the design's order for F_big: the smallest ratio; ties (two ratios of 0, say) by the
-    smaller upper bound, then the more seeds, then the smaller fraction."""
+    """Rows by the design's order for F_big: the smallest ``effective_ratio``; ties by the smaller
+    upper bound, then the more seeds, then the smaller fraction."""
     g = g.reset_index(drop=True)
-    key = g.assign(_fewer=-g["n"] if "n" in g else 0)
-    cols = [c for c in ("ratio", "hi", "_fewer", "frac") if c in key]
+    key = g.assign(_eff=effective_ratio(g), _fewer=-g["n"] if "n" in g else 0)
+    cols = [c for c in ("_eff", "hi", "_fewer", "frac") if c in key]
     return g.iloc[key.sort_values(cols, kind="stable").index]
 
 
 def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD", pstatus: pd.DataFrame | None = None) -> dict:
     """``F_big`` and ``F_none`` of the design from the protocol's table (``lrdlib.analysis.protocol.table``)
     on the primary endpoint: ``F_big`` the fraction with the smallest ratio ``recipe`` / tuned L2
-    (ties: the smaller upper bound, the more seeds, the smaller fraction); ``F_none`` the one, of the
+    (``effective_ratio``: where tuned L2's median lies beyond its runs, the bound they allow; ties: the
+    smaller upper bound, the more seeds, the smaller fraction); ``F_none`` the one, of the
     others not decided, whose ratio is closest to 1 in log (a ratio of 0 or ∞ is never closest);
     ``lrd`` and ``lrd_none``, the recipe of ``NUCLEAR_NORM_RECIPES`` with the smallest ratio at each (the
     design's "best LRD recipe at that fraction"), None while one planned there has not finished
@@ -102,12 +112,13 @@ def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD", pstatus: pd.Data
         out["sentence"] = (f"The protocol's primary table has {len(g)} of {len(H.FRACTIONS)} fractions; the study's "
                            "fractions are chosen once it has all of them, so no generality run is made yet.")
         return out
-    ok = g[np.isfinite(g.ratio.to_numpy(float))]
+    ok = g[np.isfinite(effective_ratio(g))]
     if not len(ok):
         out["sentence"] = "No fraction of the protocol's primary table has a ratio: the study has no F_big."
         return out
     big = _order(ok).iloc[0]
-    out["f_big"], out["ratio_big"] = float(big.frac), float(big.ratio)
+    out["f_big"], out["ratio_big"] = float(big.frac), float(effective_ratio(big.to_frame().T)[0])
+    bound = float(big.ratio) == 0
     none = ok[(ok.decision == "not decided") & (ok.frac != out["f_big"]) & (ok.ratio > 0)]
     if len(none):
         row = none.iloc[int(np.abs(np.log(none.ratio.to_numpy(float))).argmin())]
@@ -116,7 +127,9 @@ def choose_fractions(ptable: pd.DataFrame, recipe: str = "LRD", pstatus: pd.Data
     if out["f_none"] is not None:
         out["lrd_none"], wait_none = _family_best(ptable, out["f_none"], pstatus, recipe)
         wait += wait_none
-    out["sentence"] = (f"F_big = {out['f_big']:g} ({recipe} / tuned L2 = {out['ratio_big']:.2f}, the smallest ratio); "
+    big_words = (f"{recipe} / tuned L2 below {out['ratio_big']:.2f}, the bound its runs allow, the smallest ratio"
+                 if bound else f"{recipe} / tuned L2 = {out['ratio_big']:.2f}, the smallest ratio")
+    out["sentence"] = (f"F_big = {out['f_big']:g} ({big_words}); "
                        + (f"F_none = {out['f_none']:g} (ratio {out['ratio_none']:.2f}, closest to 1 of the other fractions "
                           "not decided)." if out["f_none"] is not None else "no other fraction is left undecided, so there "
                           "is no F_none."))
