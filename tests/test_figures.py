@@ -222,3 +222,24 @@ def test_noise_bound_records_the_tolerance_and_refuses_a_value_above_it():
     assert F.noise_bound([3e-13, -8e-13], 1e-11) == 1e-11
     with pytest.raises(ValueError, match="2e-10 exceeds the noise tolerance 1e-11"):
         F.noise_bound([1e-13, -2e-10], 1e-11)
+
+
+def test_a_figure_interrupted_while_written_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from lrdlib.analysis.figures import save_figure
+    monkeypatch.setenv("LRD_OUTPUT_DIR", str(tmp_path))
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    pdf, png = save_figure(fig, "02_atomic")
+    old = pdf.read_bytes()
+
+    def interrupted(path, **kw):
+        open(path, "wb").write(b"%PDF-1.4 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fig, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(fig, "02_atomic")
+    assert pdf.read_bytes() == old and not [p for p in pdf.parent.iterdir() if p.name.endswith(".tmp")]
+    plt.close(fig)

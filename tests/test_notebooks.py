@@ -85,7 +85,7 @@ def test_regeneration_from_the_store_is_byte_stable(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_make_reproduce_cleanly():
+def test_ctrl_c_stops_make_reproduce_cleanly(tmp_path):
     """Ctrl-C at a terminal: one line saying where it stopped, no traceback, no papermill or kernel left running."""
     import os
     import pty
@@ -96,11 +96,13 @@ def test_ctrl_c_stops_make_reproduce_cleanly():
 
     if shutil.which("make") is None or not (ROOT / ".venv" / "bin" / "python").exists():
         pytest.skip("needs make and the .venv that `make test` creates")
+    out_dir = str(tmp_path)
     pid, fd = pty.fork()
     if pid == 0:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_DFL)   # as at a terminal, even when the suite runs under nohup
+        os.environ["LRD_OUTPUT_DIR"] = out_dir   # figures and results there: the committed ones stay untouched
         os.chdir(ROOT)
         os.execvp("make", ["make", "--no-print-directory", "reproduce", "NB=02"])
     out, t0, sent = b"", time.time(), None

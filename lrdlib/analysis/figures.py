@@ -37,6 +37,7 @@ import seaborn as sns
 from matplotlib.colors import to_hex, to_rgb
 
 from lrdlib.core.training import strict_json
+from lrdlib.runs.files import atomic_write
 from lrdlib.runs.paths import figures_dir, results_dir
 from lrdlib.runs.profiles import check_profile
 from lrdlib.runs.store import store_dir
@@ -277,13 +278,15 @@ def save_figure(fig: plt.Figure, name: str, dpi: int = 200, profile: str | None 
     if folder != figures_dir():
         print(f"figures/{name} was made at the paper profile and is kept; this {profile} version: {folder}/{name}.pdf")
     out = []
-    for ext in ("pdf", "png"):
+    for ext in ("pdf", "png"):   # each file whole or not at all: a Ctrl-C mid-write leaves the old one
         path = folder / f"{name}.{ext}"
-        fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=None if ext == "png" else {"CreationDate": None})
+        atomic_write(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=dpi, bbox_inches="tight",
+                                                          metadata=None if ext == "png" else {"CreationDate": None}))
         out.append(path)
     if profile is not None and folder == figures_dir():
         made = {**figure_profiles(), name: profile}
-        (folder / PROFILES_FILE).write_text(json.dumps(dict(sorted(made.items())), indent=1) + "\n")
+        text = json.dumps(dict(sorted(made.items())), indent=1) + "\n"
+        atomic_write(folder / PROFILES_FILE, lambda tmp: Path(tmp).write_text(text))
     return out
 
 
@@ -336,9 +339,8 @@ def save_results(name: str, results: dict) -> Path:
     _check(name)
     text = json.dumps(_rounded(strict_json(results)), indent=2, allow_nan=False, default=_json_number)
     path = results_dir() / f"{name}.json"
-    path.write_text(text)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     if results.get("profile") == "paper":
         chapter = store_dir().parent / "chapters" / f"{name}.json"
-        chapter.parent.mkdir(parents=True, exist_ok=True)
-        chapter.write_text(text + "\n")
+        atomic_write(chapter, lambda tmp: Path(tmp).write_text(text + "\n"))
     return path
